@@ -1,0 +1,258 @@
+"""Environment configuration: a frozen dataclass of every game number, and named presets.
+
+A preset is data. ``make_config("tiny", num_npcs=4)`` overrides field by field; an unknown
+field or a value out of range is a :class:`ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad environment setting; the message names the field and what was expected."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Every number of the game. Defaults are the Neural MMO 2.0 competition values."""
+
+    # --- world -------------------------------------------------------------------------------
+    map_size: int = 160
+    """Side of the square map in tiles, border included."""
+    map_border: int = 16
+    """Width of the Void border around the playable square (must be ≥ ``vision``)."""
+    num_agents: int = 128
+    """Players per map."""
+    num_npcs: int = 128
+    """NPC population each map is refilled toward (NPC_N)."""
+    horizon: int = 1024
+    """Ticks after which a map is truncated."""
+    early_stop_agents: int = 0
+    """End a map once at most this many agents are alive (0: off; the 2023 baseline used 8)."""
+    resilient_fraction: float = 0.0
+    """Fraction of agents whose starvation/dehydration damage is halved (training option)."""
+    map_pool_size: int = 128
+    """Number of distinct training maps; each reset draws one seed from the pool."""
+    map_pool: str = "train"
+    """``train`` draws from the training pool, ``eval`` from the disjoint held-out pool."""
+    eval_pool_size: int = 128
+    """Number of held-out evaluation maps."""
+
+    # --- terrain -------------------------------------------------------------------------------
+    terrain_frequency: float = 0.125
+    """Noise frequency in cycles per tile (2.0 used one simplex layer at 1/8: blobs of 2-6 tiles)."""
+    terrain_octaves: int = 1
+    """Octaves of gradient noise summed (each finer octave doubles frequency, halves amplitude)."""
+    terrain_contrast: float = 0.31
+    """Standard deviation of the height field around 0.5; with the thresholds below it gives
+    the 2.0 proportions of about 26% water, 45% grass, 18% foliage, 11% stone."""
+    terrain_water: float = 0.30
+    terrain_grass: float = 0.70
+    terrain_foliage: float = 0.85
+    """Height thresholds: ≤water Water, ≤grass Grass, ≤foliage Foliage, else Stone."""
+    num_ore_clusters: int = 64
+    num_tree_clusters: int = 64
+    num_crystal_clusters: int = 64
+    """Plus-shaped clusters (≤5 tiles) of each gathering resource."""
+    num_herbs: int = 256
+    """Herb tiles placed on Grass."""
+    num_fish: int = 256
+    """Fish tiles placed on Water next to Grass."""
+
+    # --- survival --------------------------------------------------------------------------------
+    resource_base: int = 100
+    """Starting and maximum food and water."""
+    resource_depletion: int = 5
+    """Food and water lost per tick."""
+    health_max: int = 100
+    """Starting and maximum health of players."""
+    health_regen: int = 10
+    """Health gained per tick while food and water are above ``regen_threshold``."""
+    regen_threshold: int = 50
+    """Food and water must both exceed this (percent of ``resource_base``) to regenerate."""
+    starvation_damage: int = 10
+    """Health lost per tick at zero food, and again at zero water."""
+
+    # --- resources ----------------------------------------------------------------------------------
+    respawn_foliage: float = 0.025
+    respawn_tree: float = 0.105
+    respawn_ore: float = 0.10
+    respawn_crystal: float = 0.10
+    respawn_herb: float = 0.02
+    respawn_fish: float = 0.02
+    """Per-tick probability that a depleted tile turns back into its resource."""
+    rare_drop_probability: float = 0.025
+    """Chance of a weapon (Wand, Spear, Bow) alongside a prospecting/carving/alchemy harvest."""
+
+    # --- progression ---------------------------------------------------------------------------------
+    xp_fishing_herbalism: int = 30
+    """XP per Fishing or Herbalism harvest."""
+    xp_other_harvest: int = 15
+    """XP per Prospecting, Carving or Alchemy harvest."""
+    xp_per_attack: int = 3
+    """XP to the attack's combat skill per landed attack."""
+    level_thresholds: tuple[int, ...] = (0, 90, 217, 373, 553, 754, 974, 1212, 1467, 1737)
+    """XP needed for levels 1..len; the last entry's level is the cap."""
+
+    # --- combat --------------------------------------------------------------------------------------
+    attack_reach: int = 3
+    """Chebyshev reach of all three styles."""
+    weakness_multiplier: float = 1.5
+    """Damage multiplier when the style beats the target's main combat style."""
+    spawn_immunity: int = 20
+    """Players older than this cannot attack players younger than this."""
+    combat_status_ticks: int = 3
+    """Ticks an entity stays "in combat" after attacking or being attacked."""
+    damage_scale: int = 15
+    """2.0 damage: ``int(mult * offense * scale / (scale + defense))``."""
+    skill_offense_base: int = 20
+    skill_offense_per_level: int = 5
+    defense_per_level: int = 5
+    """Defense = this × the target's highest level over all skills (+ equipment)."""
+    npc_offense_base: int = 15
+    npc_offense_per_level: int = 15
+    npc_defense_per_level: int = 15
+
+    # --- NPCs ----------------------------------------------------------------------------------------
+    npc_spawn_attempts: int = 25
+    """Random spawn tries per map per tick while below ``num_npcs``."""
+    npc_aggressive_danger: float = 0.8
+    npc_neutral_danger: float = 0.5
+    """Danger thresholds (0 at the playable edge, 1 at the centre) for NPC types."""
+    npc_max_level: int = 10
+    """NPC level = int(danger × (max_level - 1) + 1)."""
+    npc_aggression_range: int = 7
+    """Aggressive NPCs chase the closest player within this Chebyshev distance."""
+    npc_health_regen: int = 1
+    """Health NPCs regain per tick."""
+
+    # --- observation ------------------------------------------------------------------------------------
+    vision: int = 7
+    """Observation radius: the tile window is (2·vision+1)²."""
+    num_entity_obs: int = 100
+    """Entity rows observed per agent (nearest first, self included)."""
+
+    # --- items, gold, market (laid out here, filled by part 2 of the environment) --------------------------
+    inventory_slots: int = 12
+    starting_gold: int = 1
+    market_size: int = 1024
+    """Listings kept per map."""
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # Derived sizes ----------------------------------------------------------------------------------------
+    @property
+    def playable(self) -> int:
+        """Side of the playable square."""
+        return self.map_size - 2 * self.map_border
+
+    @property
+    def center(self) -> int:
+        return self.map_size // 2
+
+    @property
+    def radius(self) -> int:
+        """Chebyshev radius of the walkable square around the centre (64 in 2.0: rows 16..144)."""
+        return self.playable // 2
+
+    @property
+    def num_entities(self) -> int:
+        """Entity slots per map: players first, then NPCs."""
+        return self.num_agents + self.num_npcs
+
+    @property
+    def window(self) -> int:
+        return 2 * self.vision + 1
+
+    @property
+    def num_tiles_obs(self) -> int:
+        return self.window * self.window
+
+    def replace(self, **overrides: Any) -> "EnvConfig":
+        return make_config(self, **overrides)
+
+
+def _check(cond: bool, name: str, expected: str, value: Any) -> None:
+    if not cond:
+        raise ConfigError(f"env config field '{name}': expected {expected}, got {value!r}")
+
+
+def _validate(c: EnvConfig) -> None:
+    for f in dataclasses.fields(c):
+        value, default = getattr(c, f.name), f.default
+        if isinstance(default, bool) or default is dataclasses.MISSING:
+            continue
+        if isinstance(default, int):
+            _check(isinstance(value, int) and not isinstance(value, bool), f.name, "an integer", value)
+        elif isinstance(default, float):
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool), f.name,
+                   "a number", value)
+    _check(c.map_border >= c.vision, "map_border", f"≥ vision ({c.vision})", c.map_border)
+    _check(c.playable >= 8 and c.playable % 2 == 0, "map_size",
+           f"2·map_border + an even playable side ≥ 8 (map_border={c.map_border})", c.map_size)
+    _check(c.num_agents >= 1, "num_agents", "≥ 1", c.num_agents)
+    _check(c.num_npcs >= 0, "num_npcs", "≥ 0", c.num_npcs)
+    _check(c.num_entities <= 32767, "num_agents", "num_agents + num_npcs ≤ 32767", c.num_entities)
+    _check(c.horizon >= 1, "horizon", "≥ 1", c.horizon)
+    _check(0 <= c.early_stop_agents < c.num_agents, "early_stop_agents",
+           f"in [0, num_agents={c.num_agents})", c.early_stop_agents)
+    _check(0.0 <= c.resilient_fraction <= 1.0, "resilient_fraction", "in [0, 1]", c.resilient_fraction)
+    _check(c.map_pool in ("train", "eval"), "map_pool", "'train' or 'eval'", c.map_pool)
+    _check(c.map_pool_size >= 1, "map_pool_size", "≥ 1", c.map_pool_size)
+    _check(c.eval_pool_size >= 1, "eval_pool_size", "≥ 1", c.eval_pool_size)
+    _check(c.terrain_octaves >= 1, "terrain_octaves", "≥ 1", c.terrain_octaves)
+    _check(0 < c.terrain_frequency <= 1, "terrain_frequency", "in (0, 1] cycles per tile",
+           c.terrain_frequency)
+    _check(c.terrain_contrast > 0, "terrain_contrast", "> 0", c.terrain_contrast)
+    _check(0 <= c.terrain_water <= c.terrain_grass <= c.terrain_foliage <= 1, "terrain_water",
+           "0 ≤ water ≤ grass ≤ foliage ≤ 1", (c.terrain_water, c.terrain_grass, c.terrain_foliage))
+    for name in ("respawn_foliage", "respawn_tree", "respawn_ore", "respawn_crystal",
+                 "respawn_herb", "respawn_fish", "rare_drop_probability"):
+        _check(0.0 <= getattr(c, name) <= 1.0, name, "a probability in [0, 1]", getattr(c, name))
+    _check(len(c.level_thresholds) >= 1 and c.level_thresholds[0] == 0
+           and all(a < b for a, b in zip(c.level_thresholds, c.level_thresholds[1:])),
+           "level_thresholds", "strictly increasing XP values starting at 0", c.level_thresholds)
+    _check(c.vision >= 1, "vision", "≥ 1", c.vision)
+    _check(1 <= c.num_entity_obs <= 32767, "num_entity_obs", "in [1, 32767]", c.num_entity_obs)
+    _check(c.attack_reach >= 0, "attack_reach", "≥ 0", c.attack_reach)
+    _check(0 <= c.npc_neutral_danger <= c.npc_aggressive_danger <= 1, "npc_neutral_danger",
+           "0 ≤ neutral ≤ aggressive ≤ 1", (c.npc_neutral_danger, c.npc_aggressive_danger))
+    _check(c.npc_max_level >= 1, "npc_max_level", "≥ 1", c.npc_max_level)
+    _check(c.inventory_slots >= 1, "inventory_slots", "≥ 1", c.inventory_slots)
+    _check(c.market_size >= 1, "market_size", "≥ 1", c.market_size)
+    _check(c.resource_base >= 1 and c.health_max >= 1, "resource_base", "≥ 1", c.resource_base)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The NeurIPS 2023 competition (nmmo 2.0.x) numbers: all defaults.
+    "competition2023": {},
+    # A small world for tests and demos: 32×32 playable, 16 agents, a few NPCs.
+    "tiny": dict(
+        map_size=48, map_border=8, num_agents=16, num_npcs=8, horizon=256,
+        num_ore_clusters=4, num_tree_clusters=4, num_crystal_clusters=4,
+        num_herbs=16, num_fish=16, map_pool_size=16, eval_pool_size=16,
+        market_size=64,
+    ),
+}
+
+
+def make_config(preset: str | EnvConfig = "competition2023", **overrides: Any) -> EnvConfig:
+    """Build a config from a preset name (or another config) with field overrides."""
+    if isinstance(preset, EnvConfig):
+        base = dataclasses.asdict(preset)
+    else:
+        if preset not in PRESETS:
+            raise ConfigError(f"unknown env preset {preset!r}; known presets: {sorted(PRESETS)}")
+        base = dict(PRESETS[preset])
+    known = {f.name for f in dataclasses.fields(EnvConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(f"unknown env config field(s) {unknown}; known fields: {sorted(known)}")
+    base.update(overrides)
+    if isinstance(base.get("level_thresholds"), list):
+        base["level_thresholds"] = tuple(base["level_thresholds"])
+    return EnvConfig(**base)

@@ -1,0 +1,164 @@
+"""Observations and action masks in the Neural MMO 2.0 layout (NMMO2.md §5).
+
+Two forms carry the same information:
+
+* **dense** (default): ``("agents","tile")`` int16 ``[B, P, 225, 3]`` and
+  ``("agents","entity")`` int16 ``[B, P, 100, 31]``, exactly the 2.0 arrays;
+* **compact**: what is shared by a map is emitted once per map — ``material`` ``[B, H, W]``
+  and ``entity_table`` ``[B, E + 1, 31]`` (last row all zero) — with per-agent
+  ``("agents","position")`` and ``("agents","entity_index")`` ``[B, P, 100]`` rows into the
+  table. :func:`expand_observation` turns it into the dense form wherever the policy runs
+  (on the GPU, say); building the 100×31 rows of every agent is the single most expensive
+  part of a tick on the CPU.
+
+Entity rows are every live entity within the vision window, in slot order (players by id,
+then NPCs), which is 2.0's storage order; the agent itself is among them; empty rows are 0.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import constants as C
+from .config import EnvConfig
+from .grid import passable_table, tile_at
+from .state import WorldState
+
+FAR = -10000  # coordinate given to dead entities so that no one sees them
+
+
+class Observer:
+    def __init__(self, cfg: EnvConfig, num_maps: int, device):
+        self.cfg = cfg
+        B, P, E, K = num_maps, cfg.num_agents, cfg.num_entities, cfg.num_entity_obs
+        v = cfg.vision
+        off = torch.arange(-v, v + 1, device=device)
+        self.win_dr = off[:, None].expand(cfg.window, cfg.window).reshape(-1)
+        self.win_dc = off[None, :].expand(cfg.window, cfg.window).reshape(-1)
+        self.win_flat = self.win_dr * cfg.map_size + self.win_dc
+        self.map_offset_table = (torch.arange(B, device=device) * (E + 1))[:, None, None]
+        self.slots = None  # [B, P, K] entity slot per observed row (E: empty)
+        self.dist = None  # [B, P, E] int16 Chebyshev player×entity distance
+        self.passable = passable_table(device)
+
+    # --- distances and visible rows -------------------------------------------------------
+    def distances(self, s: WorldState) -> torch.Tensor:
+        r = torch.where(s.alive, s.row, FAR).to(torch.int16)
+        c = torch.where(s.alive, s.col, FAR).to(torch.int16)
+        P = self.cfg.num_agents
+        d = torch.maximum((r[:, :P, None] - r[:, None, :]).abs_(), (c[:, :P, None] - c[:, None, :]).abs_())
+        return d
+
+    def visible_rows(self, s: WorldState, dist: torch.Tensor):
+        """Entity slot of each observed row ``[B, P, K]`` and the flat visible pairs."""
+        cfg = self.cfg
+        B, P, E, K = s.num_maps, cfg.num_agents, cfg.num_entities, cfg.num_entity_obs
+        vis = (dist <= cfg.vision) & s.alive[:, :P, None]
+        pair_row, pair_ent = vis.view(B * P, E).nonzero(as_tuple=True)
+        counts = torch.bincount(pair_row, minlength=B * P)
+        start = counts.cumsum(0) - counts
+        pos = torch.arange(pair_row.numel(), device=s.device) - start[pair_row]
+        keep = pos < K
+        pair_row, pair_ent, pos = pair_row[keep], pair_ent[keep], pos[keep]
+        slots = torch.full((B * P, K), E, dtype=torch.int64, device=s.device)
+        slots[pair_row, pos] = pair_ent
+        return slots.view(B, P, K), pair_row, pair_ent, pos
+
+    # --- per-map entity table ---------------------------------------------------------------
+    def entity_table(self, s: WorldState) -> torch.Tensor:
+        B, E = s.alive.shape
+        cols = [s.ent_id, s.npc_type, s.row, s.col, s.damage, s.time_alive, s.freeze,
+                s.item_level, s.attacker_id, s.latest_combat_tick, s.message, s.gold,
+                s.health, s.food, s.water]
+        base = torch.stack([x.to(torch.int32) for x in cols], -1)
+        skills = torch.stack([s.level, s.exp], -1).view(B, E, 2 * C.NUM_SKILLS)
+        table = torch.zeros(B, E + 1, C.NUM_ENTITY_COLUMNS, dtype=torch.int16, device=s.device)
+        table[:, :E] = torch.cat([base, skills], -1).clamp_(-32768, 32767).to(torch.int16)
+        table[:, :E] *= s.alive[..., None]  # dead slots read as empty
+        return table
+
+    def observe(self, s: WorldState, dense: bool = True) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        B, P, E, K = s.num_maps, cfg.num_agents, cfg.num_entities, cfg.num_entity_obs
+        alive = s.alive[:, :P]
+        dist = self.distances(s)
+        slots, pair_row, pair_ent, pos = self.visible_rows(s, dist)
+        self.dist, self.slots = dist, slots
+
+        # Attack-target mask (2.0): in reach, not self, and players are out of bounds while
+        # the agent itself is younger than the spawn immunity. The no-op (last index) is
+        # allowed only when no target is.
+        pd = dist.view(B * P, E)[pair_row, pair_ent]
+        me = pair_row % P
+        young = (s.time_alive[:, :P].reshape(-1)[pair_row] < cfg.spawn_immunity) & (pair_ent < P)
+        ok = (pd <= cfg.attack_reach) & (pair_ent != me) & ~young
+        target_mask = torch.zeros(B * P, K + 1, dtype=torch.bool, device=s.device)
+        target_mask[pair_row, pos] = ok
+        target_mask[:, K] = ~target_mask[:, :K].any(-1)
+        target_mask = target_mask.view(B, P, K + 1)
+
+        r, c = s.row[:, :P], s.col[:, :P]
+        deltas = torch.tensor(C.MOVE_DELTAS[:4], device=s.device)
+        nbr = tile_at(s.material, r[..., None] + deltas[:, 0], c[..., None] + deltas[:, 1])
+        move_mask = torch.ones(B, P, C.NUM_MOVES, dtype=torch.bool, device=s.device)
+        move_mask[..., :4] = self.passable[nbr] & alive[..., None]
+
+        table = self.entity_table(s)
+        out = {
+            "mask": alive,
+            "position": torch.stack([r, c], -1).to(torch.int16) * alive[..., None],
+            "move_mask": move_mask,
+            "style_mask": torch.ones(B, P, 3, dtype=torch.bool, device=s.device),
+            "target_mask": target_mask,
+        }
+        if dense:
+            out["tile"] = self.tiles(s)
+            out["entity"] = expand_entities(table, slots)
+        else:
+            out["material"] = s.material
+            out["entity_table"] = table
+            out["entity_index"] = slots.to(torch.int16)
+        return out
+
+    def tiles(self, s: WorldState) -> torch.Tensor:
+        cfg = self.cfg
+        B, P = s.num_maps, cfg.num_agents
+        alive = s.alive[:, :P]
+        base = s.row[:, :P] * cfg.map_size + s.col[:, :P]
+        mat = s.material.view(B, -1).gather(1, (base[..., None] + self.win_flat).view(B, -1))
+        return window_tiles(s.row[:, :P], s.col[:, :P], mat.view(B, P, -1), alive,
+                            self.win_dr, self.win_dc)
+
+
+def window_tiles(row, col, mat, alive, win_dr, win_dc) -> torch.Tensor:
+    """Assemble the ``[..., 225, 3]`` (row, col, material) tile rows; zero for dead agents."""
+    out = torch.empty(*mat.shape, 3, dtype=torch.int16, device=mat.device)
+    out[..., 0] = (row[..., None] + win_dr).to(torch.int16)
+    out[..., 1] = (col[..., None] + win_dc).to(torch.int16)
+    out[..., 2] = mat
+    return out * alive[..., None, None]
+
+
+def expand_entities(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Dense entity rows ``[B, P, K, 31]`` from a per-map table ``[B, E+1, 31]`` and row
+    indices ``[B, P, K]`` (``E``: the table's all-zero last row)."""
+    B, E1, F = table.shape
+    flat = index.long() + (torch.arange(B, device=table.device) * E1)[:, None, None]
+    return table.view(B * E1, F).index_select(0, flat.view(-1)).view(*index.shape, F)
+
+
+def expand_observation(material: torch.Tensor, entity_table: torch.Tensor,
+                       position: torch.Tensor, entity_index: torch.Tensor, mask: torch.Tensor,
+                       vision: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense ``(tile, entity)`` observations from the compact form, on any device."""
+    B, H, W = material.shape
+    off = torch.arange(-vision, vision + 1, device=material.device)
+    n = off.numel()
+    dr = off[:, None].expand(n, n).reshape(-1)
+    dc = off[None, :].expand(n, n).reshape(-1)
+    # Dead agents carry position 0: read a valid window for them, then zero it.
+    r = torch.where(mask, position[..., 0].long(), vision)
+    c = torch.where(mask, position[..., 1].long(), vision)
+    flat = (r[..., None] + dr) * W + (c[..., None] + dc)
+    mat = material.reshape(B, -1).gather(1, flat.view(B, -1)).view(*flat.shape)
+    return window_tiles(r, c, mat, mask, dr, dc), expand_entities(entity_table, entity_index)

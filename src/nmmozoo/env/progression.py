@@ -1,0 +1,23 @@
+"""Skill experience and levels: the 2.0 XP table, level-ups and their events."""
+
+from __future__ import annotations
+
+import torch
+
+from .config import EnvConfig
+from .constants import EVENT
+from .state import WorldState
+
+
+def levels_for(exp: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Level (1-based) reached with ``exp`` XP: the number of thresholds ≤ exp."""
+    return torch.bucketize(exp, thresholds, right=True).to(torch.int32)
+
+
+def update_levels(s: WorldState, cfg: EnvConfig, thresholds: torch.Tensor) -> None:
+    """Recompute player levels from XP; count LEVEL_UP events (one per level gained)."""
+    P = cfg.num_agents
+    new = levels_for(s.exp[:, :P].contiguous(), thresholds)
+    gained = (new - s.level[:, :P]).clamp_min(0).sum(-1)
+    s.events[..., EVENT["LEVEL_UP"]] += gained
+    s.level[:, :P] = new

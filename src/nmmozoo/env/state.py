@@ -1,0 +1,124 @@
+"""The world state: every quantity of the game as a tensor with a leading map dimension.
+
+Entities of a map live in one table of ``E = num_agents + num_npcs`` slots: players in
+``[0, num_agents)``, NPCs after them. Each game system reads and writes only the fields it
+owns (see the module of that system); nothing here holds Python objects per entity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from .config import EnvConfig
+from .constants import NUM_EQUIP_SLOTS, NUM_EVENTS, NUM_SKILLS
+
+NEVER = 32767  # int16 sentinel tick: a depleted tile with no respawn pending
+
+
+@dataclass
+class WorldState:
+    # --- per map [B] ---
+    tick: torch.Tensor            # int64: ticks since the map's reset
+    map_seed: torch.Tensor        # int64: seed of the terrain in play
+    next_npc_id: torch.Tensor     # int64: the next (positive) NPC serial, ids are its negative
+    done: torch.Tensor            # bool: the map has ended and waits for its reset
+    # --- terrain [B, H, W] ---
+    material: torch.Tensor        # uint8 material index per tile
+    respawn_at: torch.Tensor      # int16: tick at whose end a depleted tile regrows (NEVER: none)
+    # --- entities [B, E] ---
+    alive: torch.Tensor           # bool
+    ent_id: torch.Tensor          # int32: players 1..P, NPCs negative serials, 0 = empty slot
+    npc_type: torch.Tensor        # int32: 0 player, 1 passive, 2 neutral, 3 aggressive
+    row: torch.Tensor             # int64
+    col: torch.Tensor             # int64
+    spawn_row: torch.Tensor       # int64
+    spawn_col: torch.Tensor       # int64
+    health: torch.Tensor          # int32
+    food: torch.Tensor            # int32
+    water: torch.Tensor           # int32
+    gold: torch.Tensor            # int32
+    time_alive: torch.Tensor      # int32
+    damage: torch.Tensor          # int32: damage received in the last tick
+    freeze: torch.Tensor          # int32: ticks the entity cannot move (0 in 2.0 play)
+    item_level: torch.Tensor      # int32: summed level of equipped items
+    attacker: torch.Tensor        # int64: slot of the last attacker (-1 none)
+    attacker_id: torch.Tensor     # int32: id of the last attacker (0 none)
+    latest_combat_tick: torch.Tensor  # int32: tick of the last attack made or received (0 none)
+    message: torch.Tensor         # int32: comm token (off in the 2.0 competition)
+    npc_level: torch.Tensor       # int32: NPC level (0 for players)
+    npc_style: torch.Tensor       # int64: NPC combat style (0 melee, 1 range, 2 mage)
+    npc_target: torch.Tensor      # int64: slot an NPC hunts (-1 none)
+    equip_offense: torch.Tensor   # int32 [B, E, 3]: equipment offense per combat style
+    equip_defense: torch.Tensor   # int32 [B, E, 3]: equipment defense per combat style
+    resilient: torch.Tensor       # bool: starvation damage halved
+    exp: torch.Tensor             # int32 [B, E, 8]
+    level: torch.Tensor           # int32 [B, E, 8]
+    # --- items (filled by part 2; laid out now) [B, E, S] ---
+    inv_type: torch.Tensor        # int32 item type id, 0 empty
+    inv_level: torch.Tensor       # int32
+    inv_quantity: torch.Tensor    # int32
+    inv_id: torch.Tensor          # int32 item serial (per map)
+    inv_equipped: torch.Tensor    # bool
+    inv_price: torch.Tensor       # int32 listed price, 0 = not listed
+    inv_listed_tick: torch.Tensor # int32 tick the listing was made
+    equipment: torch.Tensor       # int64 [B, E, 5]: inventory slot equipped per equipment slot, -1
+    next_item_id: torch.Tensor    # int64 [B]
+    # --- per-agent bookkeeping [B, P] ---
+    events: torch.Tensor          # int32 [B, P, NUM_EVENTS]: counts in the last tick
+    event_totals: torch.Tensor    # int32 [B, P, NUM_EVENTS]: counts since the reset
+    farthest: torch.Tensor        # int32 [B, P]: farthest Chebyshev distance from spawn reached
+    damage_dealt: torch.Tensor    # int32 [B, P]: total damage dealt since the reset
+    damage_taken: torch.Tensor    # int32 [B, P]: total damage received since the reset
+    died_tick: torch.Tensor       # int32 [B, P]: tick of death, -1 while alive
+    last_moves: torch.Tensor      # int64 [B, P, 8]: the last 8 move directions (reward shaping)
+
+    @classmethod
+    def empty(cls, cfg: EnvConfig, num_maps: int, device: torch.device | str) -> "WorldState":
+        B, E, P, S = num_maps, cfg.num_entities, cfg.num_agents, cfg.inventory_slots
+        z = dict(device=device)
+
+        def i32(*shape):
+            return torch.zeros(*shape, dtype=torch.int32, **z)
+
+        def i64(*shape):
+            return torch.zeros(*shape, dtype=torch.int64, **z)
+
+        def b(*shape):
+            return torch.zeros(*shape, dtype=torch.bool, **z)
+
+        return cls(
+            tick=i64(B), map_seed=i64(B), next_npc_id=i64(B), done=b(B),
+            material=torch.zeros(B, cfg.map_size, cfg.map_size, dtype=torch.uint8, **z),
+            respawn_at=torch.full((B, cfg.map_size, cfg.map_size), NEVER, dtype=torch.int16, **z),
+            alive=b(B, E), ent_id=i32(B, E), npc_type=i32(B, E), row=i64(B, E), col=i64(B, E),
+            spawn_row=i64(B, E), spawn_col=i64(B, E), health=i32(B, E), food=i32(B, E),
+            water=i32(B, E), gold=i32(B, E), time_alive=i32(B, E), damage=i32(B, E),
+            freeze=i32(B, E), item_level=i32(B, E), attacker=i64(B, E) - 1,
+            attacker_id=i32(B, E), latest_combat_tick=i32(B, E), message=i32(B, E),
+            npc_level=i32(B, E), npc_style=i64(B, E), npc_target=i64(B, E) - 1,
+            equip_offense=i32(B, E, 3), equip_defense=i32(B, E, 3), resilient=b(B, E),
+            exp=i32(B, E, NUM_SKILLS), level=i32(B, E, NUM_SKILLS),
+            inv_type=i32(B, E, S), inv_level=i32(B, E, S), inv_quantity=i32(B, E, S),
+            inv_id=i32(B, E, S), inv_equipped=b(B, E, S), inv_price=i32(B, E, S),
+            inv_listed_tick=i32(B, E, S), equipment=i64(B, E, NUM_EQUIP_SLOTS) - 1,
+            next_item_id=i64(B),
+            events=i32(B, P, NUM_EVENTS), event_totals=i32(B, P, NUM_EVENTS),
+            farthest=i32(B, P), damage_dealt=i32(B, P), damage_taken=i32(B, P),
+            died_tick=i32(B, P) - 1, last_moves=i64(B, P, 8) + 4,
+        )
+
+    def tensors(self):
+        return ((f.name, getattr(self, f.name)) for f in fields(self))
+
+    def clone(self) -> "WorldState":
+        return WorldState(**{name: t.clone() for name, t in self.tensors()})
+
+    @property
+    def num_maps(self) -> int:
+        return self.tick.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.tick.device

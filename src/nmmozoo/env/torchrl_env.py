@@ -1,0 +1,157 @@
+"""``NMMOEnv``: the bundled Neural MMO 2 world as a batched multi-agent TorchRL environment.
+
+Batch size ``[num_maps]``; the players of each map form the group ``"agents"`` with batch
+``[num_maps, num_agents]``. Each map ends and resets on its own through TorchRL's partial
+reset (``"_reset"``). Per-agent ``("agents","done")`` marks death (and the map's end); a
+dead agent stays done until its map resets, so the env allows done entries after a reset.
+"""
+
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Binary, Bounded, Categorical, Composite, Unbounded
+from torchrl.envs import EnvBase
+
+from . import constants as C
+from .config import EnvConfig, make_config
+from .world import STAT_NAMES, World
+
+ACTION_HEADS = ("move", "attack_style", "attack_target")
+OBS_MODES = ("dense", "compact")
+
+
+class ActionError(ValueError):
+    """An action outside its head's range."""
+
+
+class NMMOEnv(EnvBase):
+    """Neural MMO 2 over ``num_maps`` maps. See :func:`nmmozoo.make_env`."""
+
+    batch_locked = True
+
+    def __init__(self, config: EnvConfig, num_maps: int = 8, device="cpu", seed: int = 0,
+                 obs_mode: str = "dense"):
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if not isinstance(num_maps, int) or num_maps < 1:
+            raise ValueError(f"num_maps must be a positive integer, got {num_maps!r}")
+        super().__init__(device=device, batch_size=torch.Size([num_maps]))
+        self._allow_done_after_reset = True  # dead agents stay done until their map resets
+        self.config = config
+        self.obs_mode = obs_mode
+        self.world = World(config, num_maps, self.device, seed, dense=obs_mode == "dense")
+        self._make_specs()
+
+    # --- specs ---------------------------------------------------------------------------------
+    def _make_specs(self) -> None:
+        cfg, B, dev = self.config, self.batch_size[0], self.device
+        P, K, E = cfg.num_agents, cfg.num_entity_obs, cfg.num_entities
+        BP = (B, P)
+        i16 = torch.int16
+        agents = {
+            "mask": Categorical(2, shape=BP, dtype=torch.bool, device=dev),
+            "position": Bounded(0, cfg.map_size - 1, shape=(*BP, 2), dtype=i16, device=dev),
+            "events": Unbounded(shape=(*BP, C.NUM_EVENTS), dtype=torch.int32, device=dev),
+            "stats": Unbounded(shape=(*BP, len(STAT_NAMES)), dtype=torch.int32, device=dev),
+            "action_mask": Composite(
+                move=Binary(n=C.NUM_MOVES, shape=(*BP, C.NUM_MOVES), dtype=torch.bool, device=dev),
+                attack_style=Binary(n=3, shape=(*BP, 3), dtype=torch.bool, device=dev),
+                attack_target=Binary(n=K + 1, shape=(*BP, K + 1), dtype=torch.bool, device=dev),
+                shape=BP, device=dev),
+        }
+        root = {"tick": Unbounded(shape=(B, 1), dtype=torch.int64, device=dev)}
+        if self.obs_mode == "dense":
+            agents["tile"] = Bounded(0, cfg.map_size - 1, shape=(*BP, cfg.num_tiles_obs, 3),
+                                     dtype=i16, device=dev)
+            agents["entity"] = Unbounded(shape=(*BP, K, C.NUM_ENTITY_COLUMNS), dtype=i16, device=dev)
+        else:
+            agents["entity_index"] = Bounded(0, E, shape=(*BP, K), dtype=i16, device=dev)
+            root["material"] = Bounded(0, C.NUM_MATERIALS - 1, shape=(B, cfg.map_size, cfg.map_size),
+                                       dtype=torch.uint8, device=dev)
+            root["entity_table"] = Unbounded(shape=(B, E + 1, C.NUM_ENTITY_COLUMNS), dtype=i16,
+                                             device=dev)
+        self.observation_spec = Composite(agents=Composite(agents, shape=BP, device=dev), **root,
+                                          shape=(B,), device=dev)
+        self.action_spec = Composite(
+            agents=Composite(action=Composite(
+                move=Categorical(C.NUM_MOVES, shape=BP, device=dev),
+                attack_style=Categorical(3, shape=BP, device=dev),
+                attack_target=Categorical(K + 1, shape=BP, device=dev),
+                shape=BP, device=dev), shape=BP, device=dev),
+            shape=(B,), device=dev)
+        self.reward_spec = Composite(
+            agents=Composite(reward=Unbounded(shape=(*BP, 1), device=dev), shape=BP, device=dev),
+            shape=(B,), device=dev)
+        flag = lambda *shape: Categorical(2, shape=shape, dtype=torch.bool, device=dev)  # noqa: E731
+        self.done_spec = Composite(
+            done=flag(B, 1), terminated=flag(B, 1), truncated=flag(B, 1),
+            agents=Composite(done=flag(*BP, 1), terminated=flag(*BP, 1), shape=BP, device=dev),
+            shape=(B,), device=dev)
+        self._sizes = {"move": C.NUM_MOVES, "attack_style": 3, "attack_target": K + 1}
+
+    # --- TorchRL hooks --------------------------------------------------------------------------
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        maps = None
+        if tensordict is not None and "_reset" in tensordict.keys():
+            maps = tensordict.get("_reset").reshape(self.batch_size[0]).to(self.device)
+        obs = self.world.reset(maps)
+        return self._output(obs, with_reward=False)
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        acts = []
+        for head in ACTION_HEADS:
+            a = tensordict.get(("agents", "action", head))
+            n = self._sizes[head]
+            if a.dtype.is_floating_point or (a < 0).any() or (a >= n).any():
+                bad = a[(a < 0) | (a >= n)][:3].tolist() if not a.dtype.is_floating_point else a.dtype
+                raise ActionError(f"action ('agents','action','{head}') must hold integers in "
+                                  f"[0, {n}); got {bad}")
+            acts.append(a.long().to(self.device))
+        obs = self.world.step(*acts)
+        return self._output(obs, with_reward=True)
+
+    def _set_seed(self, seed: int | None) -> None:
+        self.world.seed(0 if seed is None else seed)
+
+    # --- output ---------------------------------------------------------------------------------
+    def _output(self, obs: dict[str, torch.Tensor], with_reward: bool) -> TensorDictBase:
+        cfg, w = self.config, self.world
+        B, P = self.batch_size[0], cfg.num_agents
+        alive = obs["mask"]
+        map_done = w.state.done[:, None]
+        agents = {
+            "mask": alive,
+            "position": obs["position"],
+            "events": w.state.events.clone(),
+            "stats": w.stats(),
+            "action_mask": TensorDict({"move": obs["move_mask"], "attack_style": obs["style_mask"],
+                                       "attack_target": obs["target_mask"]}, batch_size=(B, P)),
+            "done": (~alive | map_done)[..., None],
+            "terminated": (~alive)[..., None],
+        }
+        if with_reward:
+            agents["reward"] = w.reward[..., None]
+        root = {"tick": w.state.tick[:, None].clone(), "done": map_done.clone(),
+                "terminated": w.terminated[:, None].clone(), "truncated": w.truncated[:, None].clone()}
+        if self.obs_mode == "dense":
+            agents["tile"], agents["entity"] = obs["tile"], obs["entity"]
+        else:
+            agents["entity_index"] = obs["entity_index"]
+            root["material"] = obs["material"].clone()
+            root["entity_table"] = obs["entity_table"]
+        return TensorDict({"agents": TensorDict(agents, batch_size=(B, P)), **root},
+                          batch_size=(B,), device=self.device)
+
+
+def make_env(preset: str | EnvConfig = "competition2023", num_maps: int = 8, device="cpu",
+             seed: int = 0, obs_mode: str = "dense", **overrides) -> NMMOEnv:
+    """Build the bundled Neural MMO 2 environment.
+
+    ``preset`` names a preset (``competition2023``, ``tiny``) or is an :class:`EnvConfig`;
+    ``overrides`` replace config fields (``make_env("tiny", num_npcs=0)``). ``obs_mode``
+    ``"dense"`` emits the 2.0 tile/entity arrays per agent; ``"compact"`` emits per-map tables
+    and per-agent indices (see :mod:`nmmozoo.env.observe`).
+    """
+    cfg = make_config(preset, **overrides)
+    return NMMOEnv(cfg, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode)
