@@ -16,15 +16,7 @@ import time
 import torch
 
 import nmmozoo
-from nmmozoo.env import ACTION_HEADS
-
-
-def sample_actions(td) -> None:
-    """Random actions drawn uniformly from each head's mask (in place)."""
-    masks = td["agents", "action_mask"]
-    for head in ACTION_HEADS:
-        m = masks[head]
-        td["agents", "action", head] = (torch.rand(m.shape, device=m.device) * m).argmax(-1)
+from nmmozoo.env import random_actions
 
 
 def run(preset: str, maps: int, device: str, ticks: int, warmup: int, obs_mode: str, seed: int):
@@ -36,7 +28,7 @@ def run(preset: str, maps: int, device: str, ticks: int, warmup: int, obs_mode: 
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-        sample_actions(td)
+        random_actions(td)
         _, td = env.step_and_maybe_reset(td)
         if i >= warmup:
             alive += td["agents", "mask"].float().mean().item() / ticks

@@ -221,6 +221,8 @@ def _validate(c: EnvConfig) -> None:
     _check(c.attack_reach >= 0, "attack_reach", "≥ 0", c.attack_reach)
     _check(0 <= c.npc_neutral_danger <= c.npc_aggressive_danger <= 1, "npc_neutral_danger",
            "0 ≤ neutral ≤ aggressive ≤ 1", (c.npc_neutral_danger, c.npc_aggressive_danger))
+    _check(0 <= c.npc_aggression_range <= c.vision, "npc_aggression_range",
+           f"in [0, vision={c.vision}] (NPCs find targets among who sees them)", c.npc_aggression_range)
     _check(c.npc_max_level >= 1, "npc_max_level", "≥ 1", c.npc_max_level)
     _check(c.inventory_slots >= 1, "inventory_slots", "≥ 1", c.inventory_slots)
     _check(c.market_size >= 1, "market_size", "≥ 1", c.market_size)

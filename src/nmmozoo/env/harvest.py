@@ -57,6 +57,9 @@ class HarvestTables:
         # One claim cell per tile of every map, plus a sink for "no claim".
         self.owner = torch.full((self.size + 1,), _UNCLAIMED, dtype=torch.int64, device=device)
         self.map_offset = (torch.arange(num_maps, device=device) * (H * W))[:, None]
+        self.tiles_per_map = H * W
+        self.depletable = material_table({m: 1 for kv in _DEPLETED.items() for m in kv},
+                                         dtype=torch.bool, device=device)
 
 
 _UNCLAIMED = 1 << 40
@@ -102,9 +105,14 @@ def harvest(s: WorldState, cfg: EnvConfig, t: HarvestTables, gen: torch.Generato
     old = mat[flat_keys].long()
     mat[flat_keys] = t.depleted[old]
     tick = s.tick[:, None].expand(B, P)
-    ticks = torch.stack([tick, tick])[torch.stack([won_stand, won_fish])]
+    won_both = torch.stack([won_stand, won_fish])
+    ticks = torch.stack([tick, tick])[won_both]
     delay = respawn_delay(t.log_keep[t.depleted[old].long()], gen)
-    s.respawn_at.view(-1)[flat_keys] = (ticks + delay.long()).clamp(max=NEVER).to(torch.int16)
+    R = s.res_due.shape[1]
+    map_idx = torch.arange(B, device=s.device)[:, None].expand(B, P)
+    maps = torch.stack([map_idx, map_idx])[won_both]
+    res = s.res_slot.view(-1)[flat_keys].long() + maps * R
+    s.res_due.view(-1)[res] = (ticks + delay.long()).clamp(max=NEVER).to(torch.int16)
 
     # Food.
     eat = won_stand & (here == C.FOLIAGE)
@@ -122,8 +130,25 @@ def harvest(s: WorldState, cfg: EnvConfig, t: HarvestTables, gen: torch.Generato
 
 def respawn(s: WorldState, t: HarvestTables) -> None:
     """End of tick: depleted tiles whose respawn tick has come regrow."""
-    due = (s.respawn_at <= s.tick[:, None, None]).view(-1).nonzero().squeeze(1)
+    due = (s.res_due <= s.tick[:, None]).view(-1).nonzero().squeeze(1)
     if due.numel():
+        R = s.res_due.shape[1]
+        tiles = s.res_tile.view(-1)[due] + torch.div(due, R, rounding_mode="floor") * t.tiles_per_map
         mat = s.material.view(-1)
-        mat[due] = t.regrow[mat[due].long()]
-        s.respawn_at.view(-1)[due] = NEVER
+        mat[tiles] = t.regrow[mat[tiles].long()]
+        s.res_due.view(-1)[due] = NEVER
+
+
+def list_resources(s: WorldState, t: HarvestTables, idx: torch.Tensor) -> None:
+    """At reset of maps ``idx``: list their depletable tiles (the state must have room)."""
+    mat = s.material[idx].view(idx.numel(), -1)
+    can = t.depletable[mat.long()]
+    R = s.res_tile.shape[1]
+    order = torch.sort((~can).int(), dim=1, stable=True).indices[:, :R]  # resource tiles first
+    has = can.gather(1, order)
+    s.res_tile[idx] = torch.where(has, order, -1)
+    s.res_due[idx] = NEVER
+    slot = torch.full_like(mat, -1, dtype=torch.int16)
+    rank = torch.arange(R, device=s.device, dtype=torch.int16).expand_as(order)
+    slot.scatter_(1, order, torch.where(has, rank, -1).to(torch.int16))  # order has no repeats
+    s.res_slot[idx] = slot

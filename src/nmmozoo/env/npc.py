@@ -50,7 +50,6 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
     ok &= rank < n_free
     free_slots = torch.sort((~free).int(), dim=1, stable=True).indices  # free slots first
     slot = P + free_slots.gather(1, rank.clamp(0, N - 1))
-    slot = torch.where(ok, slot, cfg.num_entities)  # sink column for failed tries
 
     d = danger(cfg, r, c)
     level = (d * (cfg.npc_max_level - 1) + 1).int().clamp(1, cfg.npc_max_level)
@@ -60,10 +59,13 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
     serial = s.next_npc_id[:, None] + rank + 1
     s.next_npc_id += ok.sum(1)
 
+    if not bool(ok.any()):
+        return
+    sel = ok.nonzero(as_tuple=True)
+    dest = (sel[0], slot[sel])
+
     def put(field: torch.Tensor, value: torch.Tensor) -> None:
-        padded = torch.cat([field, field[:, :1]], 1)  # a sink column for failed tries
-        padded.scatter_(1, slot, value.to(field.dtype))
-        field.copy_(padded[:, :-1])
+        field[dest] = value[sel].to(field.dtype)
 
     put(s.alive, ok)
     put(s.ent_id, -serial)
@@ -86,31 +88,20 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
     put(s.item_level, (5 * lvl).int())
     # Skills: only the style's level is set; its XP is 1 (2.0's quirk, which makes it the
     # dominant style for the weakness rule).
-    onehot = torch.nn.functional.one_hot(style, 8).int()
-    for k in range(C.NUM_SKILLS):  # 8 fixed columns, not a loop over entities
-        sk_level = s.level[..., k].contiguous()
-        put(sk_level, onehot[..., k] * level)
-        s.level[..., k] = sk_level
-        sk_exp = s.exp[..., k].contiguous()
-        put(sk_exp, onehot[..., k])
-        s.exp[..., k] = sk_exp
-    offense = (cfg.npc_offense_base + cfg.npc_offense_per_level * lvl).int()
-    defense = (cfg.npc_defense_per_level * lvl).int()
-    for k in range(3):
-        o = s.equip_offense[..., k].contiguous()
-        put(o, offense)
-        s.equip_offense[..., k] = o
-        dd = s.equip_defense[..., k].contiguous()
-        put(dd, defense)
-        s.equip_defense[..., k] = dd
+    onehot = torch.nn.functional.one_hot(style, C.NUM_SKILLS).int()
+    s.level[dest] = (onehot * level[..., None])[sel]
+    s.exp[dest] = onehot[sel]
+    s.equip_offense[dest] = (cfg.npc_offense_base + cfg.npc_offense_per_level * lvl).int()[sel][:, None].expand(-1, 3)
+    s.equip_defense[dest] = (cfg.npc_defense_per_level * lvl).int()[sel][:, None].expand(-1, 3)
 
 
-def decide(s: WorldState, cfg: EnvConfig, gen: torch.Generator, dist_pe: torch.Tensor,
+def decide(s: WorldState, cfg: EnvConfig, gen: torch.Generator, pairs,
            passable: torch.Tensor, deltas: torch.Tensor):
     """NPC attack targets, styles and moves ``[B, N]`` from the start-of-tick state.
 
-    ``dist_pe`` is the player×entity Chebyshev distance ``[B, P, E]`` of the last observation
-    (dead entities far away). Aggressive NPCs keep a live target within range, else take the
+    ``pairs`` are the visible (agent row ``b*P+p``, entity slot, distance) pairs of the last
+    observation: who a player sees within the vision radius also sees it, so they hold every
+    player within ``npc_aggression_range`` (≤ vision) of each NPC. Aggressive NPCs keep a live target within range, else take the
     closest live player within ``npc_aggression_range``; neutral NPCs hunt their last attacker
     while it is within that range; passive NPCs wander. A hunter steps toward its target
     (larger axis first) when farther than 1, holds at 1, wanders at 0, and attacks within reach.
@@ -120,27 +111,37 @@ def decide(s: WorldState, cfg: EnvConfig, gen: torch.Generator, dist_pe: torch.T
     alive = s.alive[:, P:]
     kind = s.npc_type[:, P:]
     rng = cfg.npc_aggression_range
-    d_np = dist_pe[:, :, P:].transpose(1, 2)  # [B, N, P]
-    best_d, closest = d_np.min(-1)
+    # Closest live player of each NPC (lowest slot on ties), from the visible pairs.
+    E = cfg.num_entities
+    pair_row, pair_ent, pair_dist = pairs
+    b = torch.div(pair_row, P, rounding_mode="floor")
+    key = pair_dist.long() * P + (pair_row - b * P)
+    best = torch.full((B * E,), (rng + 1) * P, dtype=torch.int64, device=dev)
+    best.scatter_reduce_(0, b * E + pair_ent, key, "amin")
+    best = best.view(B, E)[:, P:]
+    best_d = torch.div(best, P, rounding_mode="floor")
+    closest = best - best_d * P
+    r, c = s.row[:, P:], s.col[:, P:]
+
+    def dist_to(slot: torch.Tensor) -> torch.Tensor:
+        return chebyshev(r, c, s.row.gather(1, slot), s.col.gather(1, slot))
+
     # Current target (kept while alive and in range), else closest player for aggressives.
     cur = s.npc_target[:, P:]
     cur_c = cur.clamp_min(0)
     cur_ok = (cur >= 0) & (cur < P) & s.alive.gather(1, cur_c)
-    cur_d = d_np.gather(2, cur_c.clamp_max(P - 1)[..., None]).squeeze(-1)
-    cur_ok &= cur_d <= rng
+    cur_ok &= dist_to(cur_c) <= rng
     aggressive = alive & (kind == C.AGGRESSIVE)
     tgt = torch.where(aggressive & cur_ok, cur, -1)
     tgt = torch.where(aggressive & (tgt < 0) & (best_d <= rng), closest, tgt)
     att = s.attacker[:, P:]
-    att_c = att.clamp(0, P - 1)
-    att_ok = (att >= 0) & (att < P) & s.alive.gather(1, att.clamp_min(0))
-    att_ok &= d_np.gather(2, att_c[..., None]).squeeze(-1) <= rng
+    att_c = att.clamp_min(0)
+    att_ok = (att >= 0) & (att < P) & s.alive.gather(1, att_c) & (dist_to(att_c) <= rng)
     neutral = alive & (kind == C.NEUTRAL)
     tgt = torch.where(neutral & att_ok, att, tgt)
     s.npc_target[:, P:] = tgt
 
     # Movement: wander (a random passable direction) or hunt.
-    r, c = s.row[:, P:], s.col[:, P:]
     nbr = passable[tile_at(s.material, r[..., None] + deltas[:4, 0], c[..., None] + deltas[:4, 1])]
     noise = torch.rand(B, N, 4, generator=gen, device=dev) * nbr
     wander = torch.where(nbr.any(-1), noise.argmax(-1), 4)

@@ -38,31 +38,39 @@ class Observer:
         self.win_flat = self.win_dr * cfg.map_size + self.win_dc
         self.map_offset_table = (torch.arange(B, device=device) * (E + 1))[:, None, None]
         self.slots = None  # [B, P, K] entity slot per observed row (E: empty)
-        self.dist = None  # [B, P, E] int16 Chebyshev player×entity distance
+        self.pairs = None  # every visible (agent row, entity slot, distance) of the last obs
         self.passable = passable_table(device)
 
     # --- distances and visible rows -------------------------------------------------------
     def distances(self, s: WorldState) -> torch.Tensor:
+        """Chebyshev distance player×entity ``[B, P, E]`` (int16); pairs with a dead player or
+        a dead entity are far apart (dead players and dead entities get different far-off
+        coordinates, so two dead slots are not close either)."""
+        P = self.cfg.num_agents
         r = torch.where(s.alive, s.row, FAR).to(torch.int16)
         c = torch.where(s.alive, s.col, FAR).to(torch.int16)
-        P = self.cfg.num_agents
-        d = torch.maximum((r[:, :P, None] - r[:, None, :]).abs_(), (c[:, :P, None] - c[:, None, :]).abs_())
-        return d
+        rp = torch.where(s.alive[:, :P], s.row[:, :P], -FAR).to(torch.int16)
+        return torch.maximum((rp[..., None] - r[:, None, :]).abs_(),
+                             (c[:, :P, None] - c[:, None, :]).abs_())
 
     def visible_rows(self, s: WorldState, dist: torch.Tensor):
-        """Entity slot of each observed row ``[B, P, K]`` and the flat visible pairs."""
+        """Entity slot of each observed row ``[B, P, K]``, and every visible pair as flat
+        ``(agent row b*P+p, entity slot, distance)`` (before the K-row cut)."""
         cfg = self.cfg
         B, P, E, K = s.num_maps, cfg.num_agents, cfg.num_entities, cfg.num_entity_obs
-        vis = (dist <= cfg.vision) & s.alive[:, :P, None]
-        pair_row, pair_ent = vis.view(B * P, E).nonzero(as_tuple=True)
+        flat = (dist <= cfg.vision).view(-1).nonzero().squeeze(1)
+        pair_row = torch.div(flat, E, rounding_mode="floor")
+        pair_ent = flat - pair_row * E
+        pair_dist = dist.view(-1)[flat]
         counts = torch.bincount(pair_row, minlength=B * P)
         start = counts.cumsum(0) - counts
         pos = torch.arange(pair_row.numel(), device=s.device) - start[pair_row]
         keep = pos < K
-        pair_row, pair_ent, pos = pair_row[keep], pair_ent[keep], pos[keep]
+        self.pairs = (pair_row, pair_ent, pair_dist)
+        pair_row, pair_ent, pos, pair_dist = pair_row[keep], pair_ent[keep], pos[keep], pair_dist[keep]
         slots = torch.full((B * P, K), E, dtype=torch.int64, device=s.device)
         slots[pair_row, pos] = pair_ent
-        return slots.view(B, P, K), pair_row, pair_ent, pos
+        return slots.view(B, P, K), pair_row, pair_ent, pos, pair_dist
 
     # --- per-map entity table ---------------------------------------------------------------
     def entity_table(self, s: WorldState) -> torch.Tensor:
@@ -82,13 +90,12 @@ class Observer:
         B, P, E, K = s.num_maps, cfg.num_agents, cfg.num_entities, cfg.num_entity_obs
         alive = s.alive[:, :P]
         dist = self.distances(s)
-        slots, pair_row, pair_ent, pos = self.visible_rows(s, dist)
-        self.dist, self.slots = dist, slots
+        slots, pair_row, pair_ent, pos, pd = self.visible_rows(s, dist)
+        self.slots = slots
 
         # Attack-target mask (2.0): in reach, not self, and players are out of bounds while
         # the agent itself is younger than the spawn immunity. The no-op (last index) is
         # allowed only when no target is.
-        pd = dist.view(B * P, E)[pair_row, pair_ent]
         me = pair_row % P
         young = (s.time_alive[:, :P].reshape(-1)[pair_row] < cfg.spawn_immunity) & (pair_ent < P)
         ok = (pd <= cfg.attack_reach) & (pair_ent != me) & ~young

@@ -26,7 +26,11 @@ class WorldState:
     done: torch.Tensor            # bool: the map has ended and waits for its reset
     # --- terrain [B, H, W] ---
     material: torch.Tensor        # uint8 material index per tile
-    respawn_at: torch.Tensor      # int16: tick at whose end a depleted tile regrows (NEVER: none)
+    # Resource tiles of each map (those that can deplete), listed once at reset so the
+    # per-tick respawn check scans a few thousand entries instead of the whole grid.
+    res_tile: torch.Tensor        # int64 [B, R]: flat tile index in the map (-1: padding)
+    res_due: torch.Tensor         # int16 [B, R]: tick at whose end the tile regrows (NEVER: none)
+    res_slot: torch.Tensor        # int16 [B, H*W]: index into the resource list (-1: none)
     # --- entities [B, E] ---
     alive: torch.Tensor           # bool
     ent_id: torch.Tensor          # int32: players 1..P, NPCs negative serials, 0 = empty slot
@@ -75,7 +79,8 @@ class WorldState:
     last_moves: torch.Tensor      # int64 [B, P, 8]: the last 8 move directions (reward shaping)
 
     @classmethod
-    def empty(cls, cfg: EnvConfig, num_maps: int, device: torch.device | str) -> "WorldState":
+    def empty(cls, cfg: EnvConfig, num_maps: int, device: torch.device | str,
+              res_capacity: int = 1) -> "WorldState":
         B, E, P, S = num_maps, cfg.num_entities, cfg.num_agents, cfg.inventory_slots
         z = dict(device=device)
 
@@ -91,7 +96,9 @@ class WorldState:
         return cls(
             tick=i64(B), map_seed=i64(B), next_npc_id=i64(B), done=b(B),
             material=torch.zeros(B, cfg.map_size, cfg.map_size, dtype=torch.uint8, **z),
-            respawn_at=torch.full((B, cfg.map_size, cfg.map_size), NEVER, dtype=torch.int16, **z),
+            res_tile=i64(B, res_capacity) - 1,
+            res_due=torch.full((B, res_capacity), NEVER, dtype=torch.int16, **z),
+            res_slot=torch.full((B, cfg.map_size ** 2), -1, dtype=torch.int16, **z),
             alive=b(B, E), ent_id=i32(B, E), npc_type=i32(B, E), row=i64(B, E), col=i64(B, E),
             spawn_row=i64(B, E), spawn_col=i64(B, E), health=i32(B, E), food=i32(B, E),
             water=i32(B, E), gold=i32(B, E), time_alive=i32(B, E), damage=i32(B, E),

@@ -62,12 +62,19 @@ class World:
         n = idx.numel()
         if n == 0:
             return self.observe()
-        fresh = WorldState.empty(cfg, n, dev)
+        seeds = self._pick_seeds(n)
+        material = self.pool.get(seeds).to(dev)
+        need = int(self.harvest_tables.depletable[material.long()].view(n, -1).sum(1).max())
+        if need > s.res_tile.shape[1]:  # grow the resource lists (reset time only)
+            grow = need - s.res_tile.shape[1]
+            s.res_tile = torch.cat([s.res_tile, s.res_tile.new_full((self.num_maps, grow), -1)], 1)
+            s.res_due = torch.cat([s.res_due, s.res_due.new_full((self.num_maps, grow), NEVER)], 1)
+        fresh = WorldState.empty(cfg, n, dev, res_capacity=s.res_tile.shape[1])
         for name, t in s.tensors():
             t[idx] = getattr(fresh, name)
-        seeds = self._pick_seeds(n)
         s.map_seed[idx] = seeds.to(dev)
-        s.material[idx] = self.pool.get(seeds).to(dev)
+        s.material[idx] = material
+        harvest.list_resources(s, self.harvest_tables, idx)
 
         P = cfg.num_agents
         # Players on distinct tiles of the edge ring, in random order.
@@ -109,7 +116,7 @@ class World:
 
         # 1. NPCs decide from the start-of-tick state.
         npc_target, npc_style, npc_move = npc.decide(
-            s, cfg, self.gen, self.observer.dist, self.passable, self.deltas)
+            s, cfg, self.gen, self.observer.pairs, self.passable, self.deltas)
         # 2. Entity upkeep, survival and harvest at the start-of-tick positions.
         survival.entity_upkeep(s)
         r, c = s.row[:, :P], s.col[:, :P]
