@@ -1,0 +1,85 @@
+"""Shared helpers: constructed worlds for rule tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nmmozoo.env import World, make_config
+from nmmozoo.env import constants as C
+from nmmozoo.env.terrain import chebyshev_from_center
+
+
+class Sandbox:
+    """A one-map tiny world on open grass with every entity removed, to place by hand."""
+
+    def __init__(self, **overrides):
+        overrides.setdefault("num_npcs", 0)
+        self.cfg = make_config("tiny", **overrides)
+        self.world = World(self.cfg, num_maps=1, seed=0)
+        self.world.reset()
+        s = self.world.state
+        inside = chebyshev_from_center(self.cfg) <= self.cfg.radius
+        s.material[0] = torch.where(inside, C.GRASS, C.VOID).to(torch.uint8)
+        from nmmozoo.env.harvest import list_resources
+        s.res_tile.fill_(-1)
+        s.alive.zero_()
+        self.P = self.cfg.num_agents
+        self.K = self.cfg.num_entity_obs
+        self.c = self.cfg.center
+
+    @property
+    def s(self):
+        return self.world.state
+
+    def set_tile(self, r, c, material):
+        self.s.material[0, r, c] = material
+        from nmmozoo.env.harvest import list_resources
+        list_resources(self.s, self.world.harvest_tables, torch.tensor([0]))
+
+    def player(self, slot, r, c, age=50, **fields):
+        s = self.s
+        s.alive[0, slot] = True
+        s.row[0, slot], s.col[0, slot] = r, c
+        s.time_alive[0, slot] = age
+        for k, v in fields.items():
+            getattr(s, k)[0, slot] = v
+        return slot
+
+    def npc(self, index, r, c, kind, level=1, style=C.MELEE):
+        s, slot = self.s, self.P + index
+        s.alive[0, slot] = True
+        s.ent_id[0, slot] = -(index + 1)
+        s.npc_type[0, slot] = kind
+        s.row[0, slot], s.col[0, slot] = r, c
+        s.health[0, slot] = 100
+        s.npc_level[0, slot] = level
+        s.npc_style[0, slot] = style
+        s.level[0, slot] = 0
+        s.level[0, slot, style] = level
+        s.exp[0, slot] = 0
+        s.exp[0, slot, style] = 1
+        s.equip_offense[0, slot] = 15 + 15 * level
+        s.equip_defense[0, slot] = 15 * level
+        return slot
+
+    def step(self, move=None, style=None, target=None):
+        """One tick; actions default to stay / melee / no-op, dicts map slot -> value."""
+        self.world.observe()
+        P, K = self.P, self.K
+        mv = torch.full((1, P), 4)
+        st = torch.zeros(1, P, dtype=torch.long)
+        tg = torch.full((1, P), K)
+        for src, dst in ((move, mv), (style, st)):
+            for k, v in (src or {}).items():
+                dst[0, k] = v
+        for k, slot in (target or {}).items():  # target given as entity slot -> obs row
+            rows = (self.world.observer.slots[0, k] == slot).nonzero()
+            assert len(rows), f"slot {slot} not visible to {k}"
+            tg[0, k] = rows[0, 0]
+        return self.world.step(mv, st, tg)
+
+
+@pytest.fixture
+def sandbox():
+    return Sandbox
