@@ -1,0 +1,204 @@
+"""The TorchRL contract of the bundled environment: specs, rollouts, resets, seeding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchrl.envs.utils import check_env_specs
+
+import nmmozoo
+from nmmozoo.env import ActionError, ConfigError, expand_observation, make_config, random_actions
+from nmmozoo.env import constants as C
+from nmmozoo.env.terrain import EVAL_SEED_OFFSET, MapPool, chebyshev_from_center, generate_map
+
+
+@pytest.mark.parametrize("preset", ["tiny", "competition2023"])
+@pytest.mark.parametrize("obs_mode", ["dense", "compact"])
+def test_check_env_specs(preset, obs_mode):
+    env = nmmozoo.make_env(preset, num_maps=2, obs_mode=obs_mode)
+    check_env_specs(env)
+
+
+def test_default_keys_and_shapes():
+    env = nmmozoo.make_env("competition2023", num_maps=2)
+    td = env.reset()
+    assert td["agents", "tile"].shape == (2, 128, 225, 3) and td["agents", "tile"].dtype == torch.int16
+    assert td["agents", "entity"].shape == (2, 128, 100, 31) and td["agents", "entity"].dtype == torch.int16
+    assert td["agents", "mask"].dtype == torch.bool and td["agents", "mask"].all()
+    assert td["agents", "action_mask", "attack_target"].shape == (2, 128, 101)
+    assert td["agents", "action_mask", "move"].shape == (2, 128, 5)
+    # Every agent sees itself: its own id is in its entity rows, at its position.
+    ent = td["agents", "entity"]
+    own = (ent[..., C.COL["id"]] == torch.arange(1, 129, dtype=torch.int16)[:, None]).any(-1)
+    assert own.all()
+    # The tile window is centred on the agent.
+    tile = td["agents", "tile"]
+    pos = td["agents", "position"]
+    assert (tile[:, :, 112, 0] == pos[..., 0]).all() and (tile[:, :, 112, 1] == pos[..., 1]).all()
+
+
+@pytest.mark.parametrize("preset,maps", [("tiny", 4), ("competition2023", 2)])
+def test_random_masked_rollout_300_ticks(preset, maps):
+    env = nmmozoo.make_env(preset, num_maps=maps, seed=3)
+    td = env.reset()
+    resets = 0
+    for _ in range(300):
+        random_actions(td)
+        td_step, td = env.step_and_maybe_reset(td)
+        resets += int(td_step["next", "done"].sum())
+        # masks always leave at least one option per head
+        for head in ("move", "attack_style", "attack_target"):
+            assert td["agents", "action_mask", head].any(-1).all()
+        assert (td["agents", "stats"][..., 0] >= 0).all()  # health never negative
+    if preset == "tiny":
+        assert resets > 0  # tiny episodes end (horizon 256 or everyone dead) and maps reset
+
+
+def test_partial_reset_resets_only_done_maps():
+    env = nmmozoo.make_env("tiny", num_maps=3, seed=0, horizon=5)
+    td = env.reset()
+    for _ in range(5):
+        random_actions(td)
+        td_step, td = env.step_and_maybe_reset(td)
+    assert td_step["next", "truncated"].all()
+    assert (td["tick"] == 0).all()
+    # Now end map 1 only: a manual partial reset.
+    random_actions(td)
+    td_step, td = env.step_and_maybe_reset(td)
+    tick_before = td["tick"].clone()
+    reset_td = td.clone()
+    reset_td["_reset"] = torch.tensor([[False], [True], [False]])
+    out = env.reset(reset_td)
+    assert out["tick"].squeeze(-1).tolist() == [int(tick_before[0]), 0, int(tick_before[2])]
+
+
+def test_seeding_reproducible():
+    def run(seed):
+        env = nmmozoo.make_env("tiny", num_maps=2, seed=seed)
+        td = env.reset()
+        gen = torch.Generator().manual_seed(7)
+        for _ in range(40):
+            random_actions(td, gen)
+            _, td = env.step_and_maybe_reset(td)
+        return td
+    a, b, c = run(1), run(1), run(2)
+    assert torch.equal(a["agents", "entity"], b["agents", "entity"])
+    assert torch.equal(a["agents", "tile"], b["agents", "tile"])
+    assert not torch.equal(a["agents", "entity"], c["agents", "entity"])
+
+
+def test_compact_expands_to_dense():
+    dense = nmmozoo.make_env("tiny", num_maps=2, seed=5, obs_mode="dense")
+    compact = nmmozoo.make_env("tiny", num_maps=2, seed=5, obs_mode="compact")
+    td_d, td_c = dense.reset(), compact.reset()
+    gen_d, gen_c = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    for _ in range(30):
+        random_actions(td_d, gen_d)
+        random_actions(td_c, gen_c)
+        _, td_d = dense.step_and_maybe_reset(td_d)
+        _, td_c = compact.step_and_maybe_reset(td_c)
+    tile, entity = expand_observation(td_c["material"], td_c["entity_table"], td_c["agents", "position"],
+                                      td_c["agents", "entity_index"], td_c["agents", "mask"],
+                                      compact.config.vision)
+    assert torch.equal(tile, td_d["agents", "tile"])
+    assert torch.equal(entity, td_d["agents", "entity"])
+
+
+def test_action_out_of_range_is_a_clear_error():
+    env = nmmozoo.make_env("tiny", num_maps=1)
+    td = env.reset()
+    random_actions(td)
+    td["agents", "action", "move"][0, 0] = 5
+    with pytest.raises(ActionError, match="'move'.*\\[0, 5\\)"):
+        env.step(td)
+
+
+def test_masked_but_in_range_action_is_a_noop():
+    env = nmmozoo.make_env("tiny", num_maps=1, seed=0)
+    td = env.reset()
+    random_actions(td)
+    td["agents", "action", "attack_target"][:] = 0  # row 0 is the agent's own row or empty
+    env.step(td)
+    assert (env.world.state.damage_taken == 0).all()
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ConfigError, match="num_agentz"):
+        make_config("tiny", num_agentz=3)
+    with pytest.raises(ConfigError, match="respawn_tree"):
+        make_config(respawn_tree=1.5)
+    with pytest.raises(ConfigError, match="unknown env preset 'huge'"):
+        make_config("huge")
+    with pytest.raises(ConfigError, match="map_border"):
+        make_config(map_border=4)
+    with pytest.raises(ConfigError, match="horizon"):
+        make_config(horizon="long")
+
+
+def test_terrain_layout_and_proportions():
+    cfg = make_config()
+    d = chebyshev_from_center(cfg)
+    m = generate_map(cfg, 1)
+    assert (m[d > 64] == C.VOID).all() and (m[d == 64] == C.GRASS).all()
+    inner = m[d == 63]
+    assert not ((inner == C.STONE) | (inner == C.WATER)).any()
+    inside = m[d <= 64]
+    frac = torch.bincount(inside.long(), minlength=16).float() / inside.numel()
+    assert 0.15 < frac[C.WATER] + frac[C.FISH] < 0.35
+    assert 0.30 < frac[C.GRASS] + frac[C.HERB] < 0.55
+    assert (inside == C.HERB).sum() == 256 and (inside == C.FISH).sum() == 256
+    for res in (C.ORE, C.TREE, C.CRYSTAL):
+        assert 64 <= (inside == res).sum() <= 5 * 64
+    assert torch.equal(m, generate_map(cfg, 1)) and not torch.equal(m, generate_map(cfg, 2))
+
+
+def test_fish_next_to_grass():
+    cfg = make_config()
+    m = generate_map(cfg, 3)
+    fish = (m == C.FISH).nonzero()
+    for r, c in fish[:50].tolist():
+        assert any(m[r + dr, c + dc] == C.GRASS for dr, dc in C.MOVE_DELTAS[:4])
+
+
+def test_train_and_eval_pools_are_disjoint():
+    cfg = make_config("tiny")
+    train, ev = MapPool(cfg).seeds("train"), MapPool(cfg).seeds("eval")
+    assert not set(train.tolist()) & set(ev.tolist())
+    assert ev.min() >= EVAL_SEED_OFFSET
+    env = nmmozoo.make_env("tiny", num_maps=4, map_pool="eval")
+    env.reset()
+    assert (env.world.state.map_seed >= EVAL_SEED_OFFSET).all()
+    assert env.world.state.map_seed.unique().numel() == 4  # every held-out map in turn
+
+
+def test_early_stop():
+    env = nmmozoo.make_env("tiny", num_maps=1, early_stop_agents=15, seed=0)
+    td = env.reset()
+    env.world.state.health[0, 0] = 0  # will be removed this tick
+    env.world.state.food[0, 0] = 0
+    random_actions(td)
+    out = env.step(td)
+    assert out["next", "truncated"].all() and out["next", "done"].all()
+
+
+def test_collector_runs_over_env():
+    from torchrl.collectors import Collector
+    from tensordict.nn import TensorDictModule
+
+    env = nmmozoo.make_env("tiny", num_maps=2, seed=0)
+
+    class Random(torch.nn.Module):
+        def forward(self, m, s, t):
+            from nmmozoo.env import sample_masked
+            return sample_masked(m), sample_masked(s), sample_masked(t)
+
+    policy = TensorDictModule(
+        Random(), in_keys=[("agents", "action_mask", h) for h in ("move", "attack_style", "attack_target")],
+        out_keys=[("agents", "action", h) for h in ("move", "attack_style", "attack_target")])
+    collector = Collector(env, policy, frames_per_batch=2 * 20, total_frames=2 * 60)
+    n = 0
+    for batch in collector:
+        assert batch["next", "agents", "reward"].shape[-2:] == (16, 1)
+        n += 1
+    collector.shutdown()
+    assert n == 3
