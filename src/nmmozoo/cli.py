@@ -1,0 +1,79 @@
+"""The ``nmmozoo`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+
+def _rollout(a: argparse.Namespace) -> int:
+    from nmmozoo.env import ConfigError, make_env, random_actions
+    from nmmozoo.env.constants import EVENT_NAMES
+
+    try:
+        env = make_env(a.preset, num_maps=a.maps, device=a.device, seed=a.seed,
+                       obs_mode=a.obs_mode)
+    except (ConfigError, ValueError) as e:
+        print(f"nmmozoo rollout: {e}", file=sys.stderr)
+        return 2
+    td = env.reset()
+    P = env.config.num_agents
+    totals = torch.zeros(len(EVENT_NAMES), dtype=torch.int64)
+    episodes, lifespans = 0, []
+    t0 = time.perf_counter()
+    for tick in range(a.ticks):
+        random_actions(td)
+        step, td = env.step_and_maybe_reset(td)
+        nxt = step["next"]
+        totals += nxt["agents", "events"].sum((0, 1)).long().cpu()
+        ended = nxt["done"].squeeze(-1)
+        if ended.any():
+            episodes += int(ended.sum())
+            lifespans += nxt["agents", "stats"][ended][..., 4].float().mean(-1).tolist()
+    dt = time.perf_counter() - t0
+    agent_steps = a.ticks * a.maps * P
+    print(f"{a.preset}: {a.maps} maps x {P} agents, {a.ticks} ticks of random masked actions "
+          f"on {a.device} in {dt:.1f}s ({agent_steps / dt:,.0f} agent-steps/s)")
+    print(f"episodes ended: {episodes}; alive now: {float(td['agents', 'mask'].float().mean()):.0%}")
+    print("events per agent-tick: " + ", ".join(
+        f"{n}={int(v) / agent_steps:.4f}" for n, v in zip(EVENT_NAMES, totals) if v))
+    return 0
+
+
+def _bench(a: argparse.Namespace) -> int:
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "env_throughput.py"
+    if not script.exists():
+        print("nmmozoo bench: benchmarks/env_throughput.py is in the source checkout only",
+              file=sys.stderr)
+        return 2
+    sys.argv = [str(script), *a.args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="nmmozoo", description="Neural MMO 2 model zoo")
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("rollout", help="run the bundled env with random masked actions")
+    r.add_argument("--preset", default="competition2023")
+    r.add_argument("--maps", type=int, default=8)
+    r.add_argument("--ticks", type=int, default=300)
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--obs-mode", default="dense", choices=["dense", "compact"])
+    r.set_defaults(func=_rollout)
+    b = sub.add_parser("bench", help="env throughput (benchmarks/env_throughput.py)")
+    b.add_argument("args", nargs=argparse.REMAINDER)
+    b.set_defaults(func=_bench)
+    a = ap.parse_args(argv)
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
