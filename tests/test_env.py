@@ -195,7 +195,8 @@ def test_collector_runs_over_env():
     policy = TensorDictModule(
         Random(), in_keys=[("agents", "action_mask", h) for h in ("move", "attack_style", "attack_target")],
         out_keys=[("agents", "action", h) for h in ("move", "attack_style", "attack_target")])
-    collector = Collector(env, policy, frames_per_batch=2 * 20, total_frames=2 * 60)
+    collector = Collector(env, policy, frames_per_batch=2 * 20, total_frames=2 * 60,
+                          auto_register_policy_transforms=False)
     n = 0
     for batch in collector:
         assert batch["next", "agents", "reward"].shape[-2:] == (16, 1)
