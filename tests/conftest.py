@@ -7,6 +7,7 @@ import torch
 
 from nmmozoo.env import World, make_config
 from nmmozoo.env import constants as C
+from nmmozoo.env.harvest import list_resources
 from nmmozoo.env.terrain import chebyshev_from_center
 
 
@@ -21,8 +22,7 @@ class Sandbox:
         s = self.world.state
         inside = chebyshev_from_center(self.cfg) <= self.cfg.radius
         s.material[0] = torch.where(inside, C.GRASS, C.VOID).to(torch.uint8)
-        from nmmozoo.env.harvest import list_resources
-        s.res_tile.fill_(-1)
+        list_resources(s, self.world.harvest_tables, torch.tensor([0]))
         s.alive.zero_()
         self.P = self.cfg.num_agents
         self.K = self.cfg.num_entity_obs
@@ -34,7 +34,6 @@ class Sandbox:
 
     def set_tile(self, r, c, material):
         self.s.material[0, r, c] = material
-        from nmmozoo.env.harvest import list_resources
         list_resources(self.s, self.world.harvest_tables, torch.tensor([0]))
 
     def player(self, slot, r, c, age=50, **fields):

@@ -16,11 +16,6 @@ from .config import EnvConfig
 from .grid import chebyshev
 from .state import WorldState
 
-# BEATS[style] is the dominant style that ``style`` is strong against:
-# Melee beats Range, Range beats Mage, Mage beats Melee.
-_BEATS = (C.RANGE, C.MAGE, C.MELEE)
-
-
 def dominant_style(exp: torch.Tensor) -> torch.Tensor:
     """Highest-XP combat style (first on ties); -1 where all three are equal."""
     combat = exp[..., :3]
@@ -56,7 +51,8 @@ def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Ten
                + s.equip_offense.gather(2, style[..., None]).squeeze(-1))
     t_defense = (cfg.defense_per_level * s.level.amax(-1)
                  + s.equip_defense.gather(2, style[..., None]).squeeze(-1)).gather(1, tgt)
-    beats = torch.tensor(_BEATS, device=s.device)[style]
+    beats = torch.where(style == C.MELEE, C.RANGE, torch.where(style == C.RANGE, C.MAGE, C.MELEE))
+    # Melee beats Range, Range beats Mage, Mage beats Melee.
     weak = beats == dominant_style(s.exp).gather(1, tgt)
     dmg = damage_of(cfg, offense, t_defense, weak) * valid
 

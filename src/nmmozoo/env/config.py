@@ -7,7 +7,7 @@ field or a value out of range is a :class:`ConfigError` naming the field.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 

@@ -36,9 +36,10 @@ class HarvestTables:
         self.standable = material_table({m: 1 for m in [C.FOLIAGE, *_STAND_SKILL]},
                                         dtype=torch.bool, device=device)
         self.stand_skill = material_table(_STAND_SKILL, default=0, device=device)
-        self.depleted = material_table(_DEPLETED, dtype=torch.uint8, device=device)
-        self.depleted[[m for m in range(C.NUM_MATERIALS) if m not in _DEPLETED]] = torch.tensor(
-            [m for m in range(C.NUM_MATERIALS) if m not in _DEPLETED], dtype=torch.uint8)
+        self.depleted = torch.arange(C.NUM_MATERIALS, dtype=torch.uint8, device=device)
+        for k, v in _DEPLETED.items():
+            self.depleted[k] = v
+        self.deltas = torch.tensor(C.MOVE_DELTAS[:4], device=device)
         regrow = {v: k for k, v in _DEPLETED.items()}
         self.regrow = torch.arange(C.NUM_MATERIALS, dtype=torch.uint8, device=device)
         for k, v in regrow.items():
@@ -87,8 +88,7 @@ def harvest(s: WorldState, cfg: EnvConfig, t: HarvestTables, gen: torch.Generato
     is_fish = neighbours == C.FISH
     fish = alive & is_fish.any(-1)
     d = is_fish.int().argmax(-1)  # first Fish neighbour in N, S, E, W order
-    deltas = torch.tensor(C.MOVE_DELTAS[:4], device=s.device)
-    fr, fc = r + deltas[d, 0], c + deltas[d, 1]
+    fr, fc = r + t.deltas[d, 0], c + t.deltas[d, 1]
     sink = t.size
     key_stand = torch.where(stand, t.map_offset + r * W + c, sink)
     key_fish = torch.where(fish, t.map_offset + fr * W + fc, sink)

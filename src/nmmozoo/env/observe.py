@@ -40,6 +40,7 @@ class Observer:
         self.slots = None  # [B, P, K] entity slot per observed row (E: empty)
         self.pairs = None  # every visible (agent row, entity slot, distance) of the last obs
         self.passable = passable_table(device)
+        self.deltas = torch.tensor(C.MOVE_DELTAS[:4], device=device)
 
     # --- distances and visible rows -------------------------------------------------------
     def distances(self, s: WorldState) -> torch.Tensor:
@@ -105,8 +106,7 @@ class Observer:
         target_mask = target_mask.view(B, P, K + 1)
 
         r, c = s.row[:, :P], s.col[:, :P]
-        deltas = torch.tensor(C.MOVE_DELTAS[:4], device=s.device)
-        nbr = tile_at(s.material, r[..., None] + deltas[:, 0], c[..., None] + deltas[:, 1])
+        nbr = tile_at(s.material, r[..., None] + self.deltas[:, 0], c[..., None] + self.deltas[:, 1])
         move_mask = torch.ones(B, P, C.NUM_MOVES, dtype=torch.bool, device=s.device)
         move_mask[..., :4] = self.passable[nbr] & alive[..., None]
 

@@ -112,7 +112,6 @@ class World:
         cfg, s = self.cfg, self.state
         P, K = cfg.num_agents, cfg.num_entity_obs
         s.events.zero_()
-        was_alive = s.alive[:, :P].clone()
 
         # 1. NPCs decide from the start-of-tick state.
         npc_target, npc_style, npc_move = npc.decide(
