@@ -62,21 +62,25 @@ class Sandbox:
         s.equip_defense[0, slot] = 15 * level
         return slot
 
-    def step(self, move=None, style=None, target=None):
-        """One tick; actions default to stay / melee / no-op, dicts map slot -> value."""
+    def row_of(self, viewer, slot):
+        rows = (self.world.observer.slots[0, viewer] == slot).nonzero()
+        assert len(rows), f"slot {slot} not visible to {viewer}"
+        return int(rows[0, 0])
+
+    def step(self, move=None, style=None, target=None, **heads):
+        """One tick; every head defaults to its no-op. ``move``/``style`` and any head given
+        by name map player slot -> index; ``target``/``give_target``/``give_gold_target`` map
+        player slot -> the *entity slot* to aim at (translated to its observation row)."""
         self.world.observe()
-        P, K = self.P, self.K
-        mv = torch.full((1, P), 4)
-        st = torch.zeros(1, P, dtype=torch.long)
-        tg = torch.full((1, P), K)
-        for src, dst in ((move, mv), (style, st)):
-            for k, v in (src or {}).items():
-                dst[0, k] = v
-        for k, slot in (target or {}).items():  # target given as entity slot -> obs row
-            rows = (self.world.observer.slots[0, k] == slot).nonzero()
-            assert len(rows), f"slot {slot} not visible to {k}"
-            tg[0, k] = rows[0, 0]
-        return self.world.step(mv, st, tg)
+        acts = self.world.noop_actions()
+        for head, given in (("move", move), ("attack_style", style), *heads.items()):
+            for k, v in (given or {}).items():
+                if head in ("give_target", "give_gold_target"):
+                    v = self.row_of(k, v)
+                acts[head][0, k] = v
+        for k, slot in (target or {}).items():
+            acts["attack_target"][0, k] = self.row_of(k, slot)
+        return self.world.step(acts)
 
 
 @pytest.fixture

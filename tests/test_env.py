@@ -47,8 +47,8 @@ def test_random_masked_rollout_300_ticks(preset, maps):
         td_step, td = env.step_and_maybe_reset(td)
         resets += int(td_step["next", "done"].sum())
         # masks always leave at least one option per head
-        for head in ("move", "attack_style", "attack_target"):
-            assert td["agents", "action_mask", head].any(-1).all()
+        for head in td["agents", "action_mask"].keys():
+            assert td["agents", "action_mask", head].any(-1).all(), head
         assert (td["agents", "stats"][..., 0] >= 0).all()  # health never negative
     if preset == "tiny":
         assert resets > 0  # tiny episodes end (horizon 256 or everyone dead) and maps reset
@@ -187,14 +187,15 @@ def test_collector_runs_over_env():
 
     env = nmmozoo.make_env("tiny", num_maps=2, seed=0)
 
+    from nmmozoo.env import ACTION_HEADS, sample_masked
+
     class Random(torch.nn.Module):
-        def forward(self, m, s, t):
-            from nmmozoo.env import sample_masked
-            return sample_masked(m), sample_masked(s), sample_masked(t)
+        def forward(self, *masks):
+            return tuple(sample_masked(m) for m in masks)
 
     policy = TensorDictModule(
-        Random(), in_keys=[("agents", "action_mask", h) for h in ("move", "attack_style", "attack_target")],
-        out_keys=[("agents", "action", h) for h in ("move", "attack_style", "attack_target")])
+        Random(), in_keys=[("agents", "action_mask", h) for h in ACTION_HEADS],
+        out_keys=[("agents", "action", h) for h in ACTION_HEADS])
     collector = Collector(env, policy, frames_per_batch=2 * 20, total_frames=2 * 60,
                           auto_register_policy_transforms=False)
     n = 0

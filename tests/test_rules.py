@@ -205,7 +205,7 @@ def test_spawned_npcs_follow_danger():
     w = World(cfg, num_maps=4, seed=1)
     w.reset()
     for _ in range(10):
-        w.step(torch.full((4, 8), 4), torch.zeros(4, 8, dtype=torch.long), torch.full((4, 8), 100))
+        w.step(w.noop_actions())
     s, P = w.state, cfg.num_agents
     alive = s.alive[:, P:]
     assert alive.sum() > 4 * 64  # refilled by 25 tries per tick

@@ -31,8 +31,11 @@ def damage_of(cfg: EnvConfig, offense: torch.Tensor, defense: torch.Tensor,
     return torch.div(num, (cfg.damage_scale + defense.long()) * 2, rounding_mode="floor").clamp_min(0)
 
 
-def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Tensor) -> None:
-    """Resolve the attacks of all entities: ``target`` slot ``[B, E]`` (-1: none), ``style``."""
+def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Tensor):
+    """Resolve the attacks of all entities: ``target`` slot ``[B, E]`` (-1: none), ``style``.
+
+    Returns ``(executed, killer)``: which attacks passed their checks (ammunition fires for
+    those) and, per entity brought to 0 health by an attack this tick, its killer's slot."""
     B, E = s.alive.shape
     P = cfg.num_agents
     me = torch.arange(E, device=s.device).expand(B, E)
@@ -91,3 +94,4 @@ def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Ten
     npc_credit.scatter_add_(1, torch.where(npc_victim, killer, E), npc_victim.int())
     s.events[..., C.EVENT["PLAYER_KILL"]] += credit[:, :P]
     s.events[..., C.EVENT["NPC_KILL"]] += npc_credit[:, :P]
+    return valid, killer

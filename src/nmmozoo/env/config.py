@@ -137,9 +137,21 @@ class EnvConfig:
 
     # --- items, gold, market (laid out here, filled by part 2 of the environment) --------------------------
     inventory_slots: int = 12
+    """Inventory slots per player (NPCs carry none)."""
     starting_gold: int = 1
+    """Gold of a new player."""
     market_size: int = 1024
-    """Listings kept per map."""
+    """Rows of the per-map market observation (listings beyond it are not shown)."""
+    listing_duration: int = 5
+    """A listing made at tick t can be bought until the end of tick t + duration + 1 (2.0)."""
+    max_price: int = 99
+    """Prices and gold gifts are 1..max_price (the price heads' size)."""
+    stack_capacity: int = 32767
+    """Most ammunition one stack holds (2.0 had no limit; the observation is int16)."""
+    max_item_level: int = 10
+    """Item levels are capped here (harvest with a tool, NPC drops)."""
+    item_stat_cap: int = 100
+    """2.0 clips every attack and defense column of an item at 100."""
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -226,6 +238,11 @@ def _validate(c: EnvConfig) -> None:
     _check(c.npc_max_level >= 1, "npc_max_level", "≥ 1", c.npc_max_level)
     _check(c.inventory_slots >= 1, "inventory_slots", "≥ 1", c.inventory_slots)
     _check(c.market_size >= 1, "market_size", "≥ 1", c.market_size)
+    _check(c.listing_duration >= 0, "listing_duration", "≥ 0", c.listing_duration)
+    _check(1 <= c.max_price <= 32767, "max_price", "in [1, 32767]", c.max_price)
+    _check(1 <= c.stack_capacity <= 32767, "stack_capacity", "in [1, 32767]", c.stack_capacity)
+    _check(1 <= c.max_item_level <= 99, "max_item_level", "in [1, 99]", c.max_item_level)
+    _check(c.inventory_slots <= 254, "inventory_slots", "≤ 254", c.inventory_slots)
     _check(c.resource_base >= 1 and c.health_max >= 1, "resource_base", "≥ 1", c.resource_base)
 
 

@@ -79,7 +79,7 @@ def harvest(s: WorldState, cfg: EnvConfig, t: HarvestTables, gen: torch.Generato
 
     ``here`` is the material under each player ``[B, P]``, ``neighbours`` the materials of its
     4 neighbours ``[B, P, 4]`` (N, S, E, W). Returns the successful harvests per player
-    (``skill`` index and ``won`` mask, for the item system).
+    (``gather`` / ``gather_skill`` for standing harvests, ``fish``) for the item drops.
     """
     B, P, W = s.num_maps, cfg.num_agents, cfg.map_size
     alive = s.alive[:, :P]
@@ -124,7 +124,6 @@ def harvest(s: WorldState, cfg: EnvConfig, t: HarvestTables, gen: torch.Generato
     exp = s.exp[:, :P]
     exp.scatter_add_(2, skill[..., None], torch.where(gather, t.stand_xp[here], 0)[..., None])
     exp[..., C.FISHING] += won_fish.int() * cfg.xp_fishing_herbalism
-    s.events[..., C.EVENT["HARVEST_ITEM"]] += gather.int() + won_fish.int()
     return {"gather": gather, "gather_skill": skill, "fish": won_fish}
 
 

@@ -83,6 +83,7 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
     put(s.food, zero + cfg.resource_base)
     put(s.water, zero + cfg.resource_base)
     put(s.gold, level)
+    s.ledger[:, 0] += (level * ok).sum(1)  # NPC gold enters the world
     put(s.npc_level, level)
     put(s.npc_style, style)
     put(s.item_level, (5 * lvl).int())

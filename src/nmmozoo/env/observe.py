@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 
 from . import constants as C
+from . import items as I
+from . import market
 from .config import EnvConfig
 from .grid import passable_table, tile_at
 from .state import WorldState
@@ -40,6 +42,8 @@ class Observer:
         self.slots = None  # [B, P, K] entity slot per observed row (E: empty)
         self.pairs = None  # every visible (agent row, entity slot, distance) of the last obs
         self.passable = passable_table(device)
+        self.items = I.ItemTables(cfg, device)
+        self.market_rows = torch.full((B, cfg.market_size), -1, dtype=torch.int64, device=device)
         self.deltas = torch.tensor(C.MOVE_DELTAS[:4], device=device)
 
     # --- distances and visible rows -------------------------------------------------------
@@ -110,8 +114,10 @@ class Observer:
         move_mask = torch.ones(B, P, C.NUM_MOVES, dtype=torch.bool, device=s.device)
         move_mask[..., :4] = self.passable[nbr] & alive[..., None]
 
+        out_items = self.item_observations(s, pair_row, pair_ent, pos, pd)
         table = self.entity_table(s)
         out = {
+            **out_items,
             "mask": alive,
             "position": torch.stack([r, c], -1).to(torch.int16) * alive[..., None],
             "move_mask": move_mask,
@@ -126,6 +132,74 @@ class Observer:
             out["entity_table"] = table
             out["entity_index"] = slots.to(torch.int16)
         return out
+
+    def item_observations(self, s: WorldState, pair_row, pair_ent, pos, pd) -> dict[str, torch.Tensor]:
+        """Inventory rows, the market, and the masks of the 9 item and gold heads."""
+        cfg, t = self.cfg, self.items
+        B, P, S, K, M = s.num_maps, cfg.num_agents, cfg.inventory_slots, cfg.num_entity_obs, cfg.market_size
+        dev = s.device
+        alive = s.alive[:, :P]
+        free = alive & ~I.in_combat(s, P, cfg.combat_status_ticks)
+        owner = s.ent_id[:, :P, None].expand(B, P, S)
+        inventory = I.item_rows(t, cfg, s.inv_type, s.inv_level, s.inv_quantity, s.inv_id, owner,
+                                s.inv_equipped, s.inv_price)
+        rows = market.listings(s, cfg)
+        self.market_rows = rows
+        rc = rows.clamp_min(0)
+        flat = lambda x: x.reshape(B, P * S).gather(1, rc)  # noqa: E731
+        seller = torch.div(rc, S, rounding_mode="floor")
+        listed = rows >= 0
+        m_type, m_level, m_qty, m_price = (flat(x) * listed for x in
+                                          (s.inv_type, s.inv_level, s.inv_quantity, s.inv_price))
+        market_obs = I.item_rows(t, cfg, m_type, m_level, m_qty, flat(s.inv_id),
+                                 s.ent_id[:, :P].gather(1, seller), torch.zeros_like(listed), m_price)
+
+        exists = s.inv_type > 0
+        listed_inv = s.inv_price > 0
+        level_ok = s.inv_level <= I.required_level(s, cfg, t, s.inv_type.long())
+
+        def with_noop(m: torch.Tensor) -> torch.Tensor:
+            return torch.cat([m & free[..., None], torch.ones_like(m[..., :1])], -1)
+
+        tradable = exists & ~s.inv_equipped & ~listed_inv
+        # Give targets: players on the agent's tile, not itself.
+        same_tile = (pd == 0) & (pair_ent < P) & (pair_ent != pair_row % P)
+        tile_mask = torch.zeros(B * P, K + 1, dtype=torch.bool, device=dev)
+        tile_mask[pair_row, pos] = same_tile
+        tile_mask = tile_mask.view(B, P, K + 1)[..., :K]
+        gold = s.gold[:, :P]
+        amount = torch.arange(1, cfg.max_price + 1, device=dev) <= gold[..., None]
+        amount[..., 0] = True  # 2.0: the first amount is always allowed
+        amount &= free[..., None] | (torch.arange(cfg.max_price, device=dev) == 0)
+
+        # Buy: affordable listings of others; a full inventory only takes a matching stack.
+        L = max(1, int(listed.sum(1).max()))
+        me = torch.arange(P, device=dev)[None, :, None]
+        buy = (listed[:, None, :L] & (seller[:, None, :L] != me)
+               & (m_price[:, None, :L] <= gold[..., None]))
+        full = (~exists).sum(-1) == 0
+        if bool(full.any()):
+            stack = ((s.inv_type[:, :, None, :] == m_type[:, None, :L, None])
+                     & (s.inv_level[:, :, None, :] == m_level[:, None, :L, None])
+                     & t.stackable[m_type[:, None, :L, None].long()]
+                     & (s.inv_quantity[:, :, None, :] + m_qty[:, None, :L, None] <= cfg.stack_capacity))
+            buy &= ~full[..., None] | stack.any(-1)
+        buy_mask = torch.zeros(B, P, M + 1, dtype=torch.bool, device=dev)
+        buy_mask[..., :L] = buy & free[..., None]
+        buy_mask[..., M] = True
+        return {
+            "inventory": inventory,
+            "market": market_obs,
+            "use_item": with_noop(exists & ~listed_inv & level_ok),
+            "destroy_item": with_noop(exists & ~s.inv_equipped),
+            "give_item": with_noop(tradable),
+            "give_target": with_noop(tile_mask & exists.any(-1, keepdim=True)),
+            "give_gold_amount": amount,
+            "give_gold_target": with_noop(tile_mask & (gold > 0)[..., None]),
+            "sell_item": with_noop(tradable),
+            "sell_price": torch.ones(B, P, cfg.max_price, dtype=torch.bool, device=dev),
+            "buy_item": buy_mask,
+        }
 
     def tiles(self, s: WorldState) -> torch.Tensor:
         cfg = self.cfg

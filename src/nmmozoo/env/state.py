@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from .config import EnvConfig
-from .constants import NUM_EQUIP_SLOTS, NUM_EVENTS, NUM_SKILLS
+from .constants import NUM_EVENTS, NUM_SKILLS
 
 NEVER = 32767  # int16 sentinel tick: a depleted tile with no respawn pending
 
@@ -59,7 +59,7 @@ class WorldState:
     resilient: torch.Tensor       # bool: starvation damage halved
     exp: torch.Tensor             # int32 [B, E, 8]
     level: torch.Tensor           # int32 [B, E, 8]
-    # --- items (filled by part 2; laid out now) [B, E, S] ---
+    # --- items: players' inventories [B, P, S]; an item is its slot (no item in two places) ---
     inv_type: torch.Tensor        # int32 item type id, 0 empty
     inv_level: torch.Tensor       # int32
     inv_quantity: torch.Tensor    # int32
@@ -67,8 +67,9 @@ class WorldState:
     inv_equipped: torch.Tensor    # bool
     inv_price: torch.Tensor       # int32 listed price, 0 = not listed
     inv_listed_tick: torch.Tensor # int32 tick the listing was made
-    equipment: torch.Tensor       # int64 [B, E, 5]: inventory slot equipped per equipment slot, -1
-    next_item_id: torch.Tensor    # int64 [B]
+    next_item_id: torch.Tensor    # int64 [B]: the last item serial handed out in the map
+    ledger: torch.Tensor          # int64 [B, 4]: gold created, gold destroyed, items created,
+                                  # items destroyed (quantities) since the reset
     # --- per-agent bookkeeping [B, P] ---
     events: torch.Tensor          # int32 [B, P, NUM_EVENTS]: counts in the last tick
     event_totals: torch.Tensor    # int32 [B, P, NUM_EVENTS]: counts since the reset
@@ -107,10 +108,9 @@ class WorldState:
             npc_level=i32(B, E), npc_style=i64(B, E), npc_target=i64(B, E) - 1,
             equip_offense=i32(B, E, 3), equip_defense=i32(B, E, 3), resilient=b(B, E),
             exp=i32(B, E, NUM_SKILLS), level=i32(B, E, NUM_SKILLS),
-            inv_type=i32(B, E, S), inv_level=i32(B, E, S), inv_quantity=i32(B, E, S),
-            inv_id=i32(B, E, S), inv_equipped=b(B, E, S), inv_price=i32(B, E, S),
-            inv_listed_tick=i32(B, E, S), equipment=i64(B, E, NUM_EQUIP_SLOTS) - 1,
-            next_item_id=i64(B),
+            inv_type=i32(B, P, S), inv_level=i32(B, P, S), inv_quantity=i32(B, P, S),
+            inv_id=i32(B, P, S), inv_equipped=b(B, P, S), inv_price=i32(B, P, S),
+            inv_listed_tick=i32(B, P, S), next_item_id=i64(B), ledger=i64(B, 4),
             events=i32(B, P, NUM_EVENTS), event_totals=i32(B, P, NUM_EVENTS),
             farthest=i32(B, P), damage_dealt=i32(B, P), damage_taken=i32(B, P),
             died_tick=i32(B, P) - 1, last_moves=i64(B, P, 8) + 4,

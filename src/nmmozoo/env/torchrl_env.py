@@ -17,7 +17,19 @@ from . import constants as C
 from .config import EnvConfig, make_config
 from .world import STAT_NAMES, World
 
-ACTION_HEADS = ("move", "attack_style", "attack_target")
+ACTION_HEADS = ("move", "attack_style", "attack_target", "use_item", "destroy_item", "give_item",
+                "give_target", "give_gold_amount", "give_gold_target", "sell_item", "sell_price",
+                "buy_item")
+
+
+def head_sizes(cfg: EnvConfig) -> dict[str, int]:
+    """Options of each action head; the no-op is the last option of every item, target and
+    market head (prices have none: index i means i + 1 gold)."""
+    S1, K1 = cfg.inventory_slots + 1, cfg.num_entity_obs + 1
+    return {"move": C.NUM_MOVES, "attack_style": 3, "attack_target": K1, "use_item": S1,
+            "destroy_item": S1, "give_item": S1, "give_target": K1,
+            "give_gold_amount": cfg.max_price, "give_gold_target": K1, "sell_item": S1,
+            "sell_price": cfg.max_price, "buy_item": cfg.market_size + 1}
 OBS_MODES = ("dense", "compact")
 
 
@@ -48,6 +60,7 @@ class NMMOEnv(EnvBase):
         cfg, B, dev = self.config, self.batch_size[0], self.device
         P, K, E = cfg.num_agents, cfg.num_entity_obs, cfg.num_entities
         BP = (B, P)
+        sizes = self._sizes = head_sizes(cfg)
         i16 = torch.int16
         agents = {
             "mask": Categorical(2, shape=BP, dtype=torch.bool, device=dev),
@@ -55,12 +68,14 @@ class NMMOEnv(EnvBase):
             "events": Unbounded(shape=(*BP, C.NUM_EVENTS), dtype=torch.int32, device=dev),
             "stats": Unbounded(shape=(*BP, len(STAT_NAMES)), dtype=torch.int32, device=dev),
             "action_mask": Composite(
-                move=Binary(n=C.NUM_MOVES, shape=(*BP, C.NUM_MOVES), dtype=torch.bool, device=dev),
-                attack_style=Binary(n=3, shape=(*BP, 3), dtype=torch.bool, device=dev),
-                attack_target=Binary(n=K + 1, shape=(*BP, K + 1), dtype=torch.bool, device=dev),
+                {h: Binary(n=n, shape=(*BP, n), dtype=torch.bool, device=dev) for h, n in sizes.items()},
                 shape=BP, device=dev),
+            "inventory": Unbounded(shape=(*BP, cfg.inventory_slots, C.NUM_ITEM_COLUMNS), dtype=i16,
+                                   device=dev),
         }
-        root = {"tick": Unbounded(shape=(B, 1), dtype=torch.int64, device=dev)}
+        root = {"tick": Unbounded(shape=(B, 1), dtype=torch.int64, device=dev),
+                "market": Unbounded(shape=(B, cfg.market_size, C.NUM_ITEM_COLUMNS), dtype=i16,
+                                    device=dev)}
         if self.obs_mode == "dense":
             agents["tile"] = Bounded(0, cfg.map_size - 1, shape=(*BP, cfg.num_tiles_obs, 3),
                                      dtype=i16, device=dev)
@@ -75,9 +90,7 @@ class NMMOEnv(EnvBase):
                                           shape=(B,), device=dev)
         self.action_spec = Composite(
             agents=Composite(action=Composite(
-                move=Categorical(C.NUM_MOVES, shape=BP, device=dev),
-                attack_style=Categorical(3, shape=BP, device=dev),
-                attack_target=Categorical(K + 1, shape=BP, device=dev),
+                {h: Categorical(n, shape=BP, device=dev) for h, n in sizes.items()},
                 shape=BP, device=dev), shape=BP, device=dev),
             shape=(B,), device=dev)
         self.reward_spec = Composite(
@@ -88,7 +101,6 @@ class NMMOEnv(EnvBase):
             done=flag(B, 1), terminated=flag(B, 1), truncated=flag(B, 1),
             agents=Composite(done=flag(*BP, 1), terminated=flag(*BP, 1), shape=BP, device=dev),
             shape=(B,), device=dev)
-        self._sizes = {"move": C.NUM_MOVES, "attack_style": 3, "attack_target": K + 1}
 
     # --- TorchRL hooks --------------------------------------------------------------------------
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
@@ -99,16 +111,19 @@ class NMMOEnv(EnvBase):
         return self._output(obs, with_reward=False)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
-        acts = []
+        acts = {}
         for head in ACTION_HEADS:
-            a = tensordict.get(("agents", "action", head))
+            a = tensordict.get(("agents", "action", head), None)
+            if a is None:
+                raise ActionError(f"action ('agents','action','{head}') is missing; an action "
+                                  f"needs every head of {ACTION_HEADS}")
             n = self._sizes[head]
             if a.dtype.is_floating_point or (a < 0).any() or (a >= n).any():
                 bad = a[(a < 0) | (a >= n)][:3].tolist() if not a.dtype.is_floating_point else a.dtype
                 raise ActionError(f"action ('agents','action','{head}') must hold integers in "
                                   f"[0, {n}); got {bad}")
-            acts.append(a.long().to(self.device))
-        obs = self.world.step(*acts)
+            acts[head] = a.long().to(self.device)
+        obs = self.world.step(acts)
         return self._output(obs, with_reward=True)
 
     def _set_seed(self, seed: int | None) -> None:
@@ -125,14 +140,17 @@ class NMMOEnv(EnvBase):
             "position": obs["position"],
             "events": w.state.events.clone(),
             "stats": w.stats(),
-            "action_mask": TensorDict({"move": obs["move_mask"], "attack_style": obs["style_mask"],
-                                       "attack_target": obs["target_mask"]}, batch_size=(B, P)),
+            "action_mask": TensorDict({
+                "move": obs["move_mask"], "attack_style": obs["style_mask"],
+                "attack_target": obs["target_mask"],
+                **{h: obs[h] for h in ACTION_HEADS[3:]}}, batch_size=(B, P)),
+            "inventory": obs["inventory"],
             "done": (~alive | map_done)[..., None],
             "terminated": (~alive)[..., None],
         }
         if with_reward:
             agents["reward"] = w.reward[..., None]
-        root = {"tick": w.state.tick[:, None].clone(), "done": map_done.clone(),
+        root = {"tick": w.state.tick[:, None].clone(), "done": map_done.clone(), "market": obs["market"],
                 "terminated": w.terminated[:, None].clone(), "truncated": w.truncated[:, None].clone()}
         if self.obs_mode == "dense":
             agents["tile"], agents["entity"] = obs["tile"], obs["entity"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from . import combat, constants as C, harvest, movement, npc, progression, survival
+from . import combat, constants as C, harvest, items, loot, market, movement, npc, progression, survival
 from .config import EnvConfig
 from .grid import chebyshev, passable_table, tile_at
 from .observe import Observer
@@ -31,6 +31,14 @@ class World:
         self.passable = passable_table(self.device)
         self.deltas = torch.tensor(C.MOVE_DELTAS, device=self.device)
         self.harvest_tables = harvest.HarvestTables(cfg, num_maps, self.device)
+        self.item_tables = items.ItemTables(cfg, self.device)
+        drop = torch.zeros(C.NUM_SKILLS, dtype=torch.int64)
+        rare = torch.zeros(C.NUM_SKILLS, dtype=torch.int64)
+        for skill, item in harvest.HARVEST_ITEM.items():
+            drop[skill] = item
+        for skill, item in harvest.RARE_ITEM.items():
+            rare[skill] = item
+        self.drop_item, self.rare_item = drop.to(self.device), rare.to(self.device)
         self.thresholds = torch.tensor(cfg.level_thresholds, dtype=torch.int32, device=self.device)
         self.observer = Observer(cfg, num_maps, self.device)
         ring = (chebyshev_from_center(cfg) == cfg.radius).nonzero()
@@ -106,11 +114,12 @@ class World:
         return self.observe()
 
     # --- the tick ----------------------------------------------------------------------------------
-    def step(self, move: torch.Tensor, attack_style: torch.Tensor, attack_target: torch.Tensor):
-        """Advance every map one tick. Actions are ``[B, P]`` int64 indices per head;
-        ``attack_target`` indexes the entity rows of the last observation (K: no-op)."""
-        cfg, s = self.cfg, self.state
+    def step(self, actions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Advance every map one tick. ``actions`` maps each head of ``ACTION_HEADS`` to
+        ``[B, P]`` int64 indices; entity and market rows refer to the last observation."""
+        cfg, s, it = self.cfg, self.state, self.item_tables
         P, K = cfg.num_agents, cfg.num_entity_obs
+        obs_slots = self.observer.slots
         s.events.zero_()
 
         # 1. NPCs decide from the start-of-tick state.
@@ -122,24 +131,39 @@ class World:
         here = tile_at(s.material, r, c)
         nbr = tile_at(s.material, r[..., None] + self.deltas[:4, 0], c[..., None] + self.deltas[:4, 1])
         survival.survive(s, cfg, (nbr == C.WATER).any(-1))
-        self.harvested = harvest.harvest(s, cfg, self.harvest_tables, self.gen, here, nbr)
+        won = harvest.harvest(s, cfg, self.harvest_tables, self.gen, here, nbr)
+        self._harvest_drops(won)
         survival.npc_regen(s, cfg)
-        # 3. Attacks (players, then NPCs), then moves.
-        row = attack_target.clamp(0, K)
-        slot = self.observer.slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1)
+        # 3. Actions in 2.0's order: Use, Buy, Give/GiveGold, Destroy, Attack, Move, Sell.
+        busy = items.in_combat(s, P, cfg.combat_status_ticks)
+        items.use(s, cfg, it, actions["use_item"], busy)
+        items.refresh_equipment(s, cfg, it)
+        market.buy(s, cfg, it, actions["buy_item"], self.observer.market_rows, busy, self.gen)
+        items.give(s, cfg, it, actions["give_item"], actions["give_target"], obs_slots, busy)
+        items.give_gold(s, cfg, actions["give_gold_amount"], actions["give_gold_target"], obs_slots, busy)
+        items.destroy_action(s, cfg, it, actions["destroy_item"], busy)
+        items.refresh_equipment(s, cfg, it)
+        row = actions["attack_target"].clamp(0, K)
+        slot = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1)
         player_target = torch.where((row < K) & (slot < cfg.num_entities), slot, -1)
-        combat.attack(s, cfg, torch.cat([player_target, npc_target], 1),
-                      torch.cat([attack_style, npc_style], 1))
-        movement.move(s, cfg, torch.cat([move, npc_move], 1), self.passable, self.deltas)
+        style = actions["attack_style"]
+        executed, killer = combat.attack(s, cfg, torch.cat([player_target, npc_target], 1),
+                                         torch.cat([style, npc_style], 1))
+        items.fire_ammo(s, cfg, it, executed[:, :P], style)
+        movement.move(s, cfg, torch.cat([actions["move"], npc_move], 1), self.passable, self.deltas)
+        items.sell(s, cfg, it, actions["sell_item"], actions["sell_price"], items.in_combat(s, P, cfg.combat_status_ticks))
         progression.update_levels(s, cfg, self.thresholds)
-        # 4. Remove the dead; refill NPCs; regrow tiles; next tick.
+        # 4. Remove the dead and settle their gold and items; refill NPCs; regrow tiles;
+        #    expire listings; next tick.
         dead = s.alive & (s.health <= 0)
+        loot.loot(s, cfg, it, dead, killer, self.gen)
         s.alive &= ~dead
         died = dead[:, :P]
         s.died_tick.copy_(torch.where(died, (s.tick[:, None] + 1).int(), s.died_tick))
         s.npc_target.masked_fill_(~s.alive.gather(1, s.npc_target.clamp_min(0)), -1)
         npc.spawn(s, cfg, self.gen, self.passable, maps=~s.done)
         harvest.respawn(s, self.harvest_tables)
+        items.expire(s, cfg)
         s.tick += 1
         self.reward = -died.float()
         n_alive = s.alive[:, :P].sum(1)
@@ -149,6 +173,35 @@ class World:
         s.done = self.terminated | self.truncated
         s.event_totals += s.events
         return self.observe()
+
+    def noop_actions(self) -> dict[str, torch.Tensor]:
+        """Actions that do nothing: stay, and the no-op of every item, target and market head."""
+        cfg = self.cfg
+        B, P, S, K = self.num_maps, cfg.num_agents, cfg.inventory_slots, cfg.num_entity_obs
+        full = lambda v: torch.full((B, P), v, dtype=torch.int64, device=self.device)  # noqa: E731
+        return {"move": full(C.NUM_MOVES - 1), "attack_style": full(0), "attack_target": full(K),
+                "use_item": full(S), "destroy_item": full(S), "give_item": full(S),
+                "give_target": full(K), "give_gold_amount": full(0), "give_gold_target": full(K),
+                "sell_item": full(S), "sell_price": full(0), "buy_item": full(cfg.market_size)}
+
+    def _harvest_drops(self, won: dict[str, torch.Tensor]) -> None:
+        """Items from this tick's harvests: level 1, or 1 + the matching held tool's level."""
+        cfg, s, it = self.cfg, self.state, self.item_tables
+        for who, skill in ((won["gather"], won["gather_skill"]),
+                           (won["fish"], torch.full_like(won["gather_skill"], C.FISHING))):
+            if not bool(who.any()):
+                continue
+            tool = it.tool_for_skill[skill]
+            held = s.inv_equipped & (s.inv_type == tool[..., None])
+            tool_level = (s.inv_level * held).amax(-1)
+            level = torch.where(held.any(-1), (1 + tool_level).clamp(max=cfg.max_item_level), 1)
+            got = items.create(s, cfg, it, who, self.drop_item[skill], level)
+            s.events[..., C.EVENT["HARVEST_ITEM"]] += got.int()
+            rare = self.rare_item[skill]
+            lucky = got & (rare > 0) & (torch.rand(who.shape, generator=self.gen, device=s.device)
+                                         < cfg.rare_drop_probability)
+            if bool(lucky.any()):
+                items.create(s, cfg, it, lucky, rare, level)
 
     def observe(self) -> dict[str, torch.Tensor]:
         return self.observer.observe(self.state, self.dense)

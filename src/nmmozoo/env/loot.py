@@ -1,0 +1,79 @@
+"""What the dead leave (NMMO2.md §3–4).
+
+* A player killed by a player: the killer takes all its gold, then its items in a random
+  order while they fit; the rest are destroyed.
+* A player killed by an NPC: the NPC takes its gold; its items are destroyed.
+* A player who starved: gold and items are destroyed.
+* An NPC killed by a player: the player takes its gold, a random armour piece and a random
+  tool at the NPC's level (each only if the inventory has a free slot).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import constants as C
+from . import items as I
+from .config import EnvConfig
+from .state import WorldState
+
+
+def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, killer: torch.Tensor,
+         gen: torch.Generator) -> None:
+    """Settle the deaths of this tick: ``dead`` ``[B, E]``, ``killer`` slot ``[B, E]`` (-1 none)."""
+    B, E = dead.shape
+    P, S = cfg.num_agents, cfg.inventory_slots
+    dev = s.device
+    has_killer = dead & (killer >= 0)
+    # Gold: to the killer, whoever it is; otherwise it leaves the world.
+    gold = s.gold * dead
+    heir = torch.where(has_killer, killer, E)
+    inherited = torch.zeros(B, E + 1, dtype=s.gold.dtype, device=dev)
+    inherited.scatter_add_(1, heir, gold)
+    s.gold.masked_fill_(dead, 0)
+    s.gold += inherited[:, :E]
+    s.ledger[:, I.GOLD_OUT] += (gold * ~has_killer).sum(1)
+    looted = torch.zeros(B, E + 1, dtype=torch.int32, device=dev)
+    looted.scatter_add_(1, heir, (has_killer & (gold > 0)).int())
+    s.events[..., C.EVENT["EARN_GOLD"]] += looted[:, :P]
+    s.events[..., C.EVENT["LOOT_GOLD"]] += looted[:, :P]
+
+    # Items of dead players: to a player killer in random order, else destroyed.
+    victim = dead[:, :P]
+    by_player = victim & has_killer[:, :P] & (killer[:, :P] < P)
+    if bool(by_player.any()):
+        k = killer[:, :P].clamp(0, P - 1)
+        rank = I.rank_by_key(k, by_player)
+        order = torch.rand(B, P, S, generator=gen, device=dev).argsort(-1)
+        for r in range(int(rank[by_player].max()) + 1):
+            now = by_player & (rank == r)
+            dst = torch.where(now, k, P)
+            for i in range(S):  # the victim's slots, in its random order
+                j = order[..., i]
+                vals = [I.gather_slot(f, j) for f in (s.inv_type, s.inv_level, s.inv_quantity, s.inv_id)]
+                has = now & (vals[0] > 0)
+                d = torch.where(has, dst, P)
+                typ, lvl, qty, ids = (I.route(v, d, P) for v in vals)
+                got = I.route(has, d, P)
+                took = I.receive(s, cfg, t, got, typ.long(), lvl, qty, ids=ids)
+                moved = has & took.gather(1, k)
+                I.clear(s, I.onehot_slot(t, j, moved))
+                s.events[..., C.EVENT["LOOT_ITEM"]] += took.int()
+    I.destroy(s, victim[..., None] & (s.inv_type > 0))
+
+    # NPC drops for player killers.
+    npc_dead = dead[:, P:] & has_killer[:, P:] & (killer[:, P:] < P)
+    if bool(npc_dead.any()):
+        k = killer[:, P:].clamp(0, P - 1)
+        level = s.npc_level[:, P:].clamp(1, cfg.max_item_level)
+        rank = I.rank_by_key(k, npc_dead)
+        armour = torch.tensor(I.ARMOUR, device=dev)[torch.randint(0, 3, k.shape, generator=gen, device=dev)]
+        tools = torch.tensor(list(I.TOOLS), device=dev)
+        tool = tools[torch.randint(0, len(tools), k.shape, generator=gen, device=dev)]
+        for r in range(int(rank[npc_dead].max()) + 1):
+            now = npc_dead & (rank == r)
+            d = torch.where(now, k, P)
+            who, lvl = I.route(now, d, P), I.route(level, d, P)
+            for typ in (armour, tool):
+                got = I.create(s, cfg, t, who, I.route(typ, d, P), lvl, need_space=True)
+                s.events[..., C.EVENT["LOOT_ITEM"]] += got.int()

@@ -1,0 +1,65 @@
+"""The per-map market (NMMO2.md §4): listings are inventory items with a price; Buy takes one.
+
+The market observation lists every listed item of the map (slot order: seller, then
+inventory slot) up to ``market_size`` rows; a Buy action names a row of the last observation.
+Several buyers of one listing: a random one gets it (2.0 shuffles the buys of a tick).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import constants as C
+from . import items as I
+from .config import EnvConfig
+from .state import WorldState
+
+
+def listings(s: WorldState, cfg: EnvConfig) -> torch.Tensor:
+    """Flat item index (``p * S + j``) of each market row ``[B, M]`` (-1: empty row)."""
+    B, P, S, M = s.num_maps, cfg.num_agents, cfg.inventory_slots, cfg.market_size
+    listed = (s.inv_price > 0).view(B, P * S)
+    rank = listed.long().cumsum(1) - 1
+    rows = torch.full((B, M + 1), -1, dtype=torch.int64, device=s.device)
+    dst = torch.where(listed & (rank < M), rank, M)
+    rows.scatter_(1, dst, torch.arange(P * S, device=s.device).expand(B, -1))
+    rows[:, M] = -1
+    return rows[:, :M]
+
+
+def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows: torch.Tensor,
+        busy: torch.Tensor, gen: torch.Generator) -> None:
+    """Buy: ``row`` ``[B, P]`` names a market row of the last observation (M: no-op)."""
+    B, P, S, M = s.num_maps, cfg.num_agents, cfg.inventory_slots, cfg.market_size
+    f = rows.gather(1, row.clamp_max(M - 1))
+    ok = s.alive[:, :P] & ~busy & (row < M) & (f >= 0)
+    fc = f.clamp_min(0)
+    seller = torch.div(fc, S, rounding_mode="floor")
+    flat = lambda x: x.view(B, P * S).gather(1, fc)  # noqa: E731
+    price = flat(s.inv_price)
+    typ, lvl, qty, ids = flat(s.inv_type), flat(s.inv_level), flat(s.inv_quantity), flat(s.inv_id)
+    me = torch.arange(P, device=s.device)
+    ok &= (price > 0) & (seller != me) & (s.gold[:, :P] >= price)
+    ok &= I.can_receive(s, t, cfg, typ.long(), lvl, qty)
+    if not bool(ok.any()):
+        return
+    # One winner per listing, at random.
+    prio = torch.rand(B, P, generator=gen, device=s.device)
+    prio = torch.where(ok, prio, -1.0)
+    best = torch.full((B, P * S), -1.0, device=s.device)
+    best.scatter_reduce_(1, fc, prio, "amax")
+    win = ok & (best.gather(1, fc) == prio)
+    # Move the items: empty the sellers' slots, then fill the buyers'.
+    sold = torch.zeros(B, P * S + 1, dtype=torch.bool, device=s.device)
+    sold.scatter_(1, torch.where(win, fc, P * S), win)
+    I.clear(s, sold[:, :-1].view(B, P, S))
+    I.receive(s, cfg, t, win, typ.long(), lvl, qty, ids=ids)
+    pay = price * win
+    s.gold[:, :P] -= pay
+    earned = torch.zeros_like(s.gold[:, :P])
+    earned.scatter_add_(1, seller, pay)
+    s.gold[:, :P] += earned
+    s.events[..., C.EVENT["BUY_ITEM"]] += win.int()
+    sales = torch.zeros_like(earned)
+    sales.scatter_add_(1, seller, win.int())
+    s.events[..., C.EVENT["EARN_GOLD"]] += sales
