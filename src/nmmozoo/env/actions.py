@@ -11,16 +11,25 @@ from .torchrl_env import ACTION_HEADS
 def sample_masked(mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One index per row, uniform over the ``True`` entries of ``mask`` ``[..., n]``.
 
-    Draws one number per row (not one per option): the k-th allowed option is found by a
-    cumulative count, which is several times cheaper than noise over every option.
+    Heads of up to 255 options: one number per row, the k-th allowed option found by a
+    cumulative count in bytes. Wider heads (the market) are mostly empty: their allowed
+    entries are listed once and one is drawn per row. Rows with no allowed entry give 0.
     """
-    # Count in the narrowest type that holds the number of options (bytes for ≤ 255).
-    dtype = torch.uint8 if mask.shape[-1] <= 255 else torch.int32
-    running = mask.to(dtype).cumsum(-1, dtype=dtype)
-    count = running[..., -1:]
-    u = torch.rand(count.shape, generator=generator, device=mask.device)
-    k = (u * count).to(dtype)
-    return (running > k).to(torch.uint8).argmax(-1)
+    n = mask.shape[-1]
+    rows = mask.reshape(-1, n)
+    R = rows.shape[0]
+    u = torch.rand(R, generator=generator, device=mask.device)
+    if n <= 255:
+        running = rows.to(torch.uint8).cumsum(-1, dtype=torch.uint8)
+        k = (u * running[:, -1]).to(torch.uint8)
+        return (running > k[:, None]).to(torch.uint8).argmax(-1).view(mask.shape[:-1])
+    idx = rows.nonzero()
+    count = torch.bincount(idx[:, 0], minlength=R)
+    start = count.cumsum(0) - count
+    k = (u * count).long().clamp_max((count - 1).clamp_min(0))
+    pick = torch.where(count > 0, idx[:, 1].index_select(0, (start + k).clamp_max(max(len(idx) - 1, 0)))
+                       if len(idx) else torch.zeros_like(count), 0)
+    return pick.view(mask.shape[:-1])
 
 
 def random_actions(td: TensorDictBase, generator: torch.Generator | None = None) -> TensorDictBase:

@@ -50,6 +50,8 @@ class ItemTables:
         stats[C.POTION, :, 6] = 50 + 5 * lv
         stats[C.RATION, :, 7] = 50 + 5 * lv
         self.stats = stats.to(device)
+        self.flat_stats = stats.view(T * (L + 1), -1).to(device)
+        self.levels = L + 1
         slot = torch.full((T,), -1, dtype=torch.int64)
         slot[C.HAT], slot[C.TOP], slot[C.BOTTOM] = HAT_SLOT, TOP_SLOT, BOTTOM_SLOT
         for t in (*WEAPONS, *TOOLS):
@@ -74,6 +76,12 @@ class ItemTables:
         self.tool_for_skill = tool.to(device)
         self.capacity = torch.where(self.stackable, cfg.stack_capacity, 0).to(torch.int32)
         self.slot_range = torch.arange(cfg.inventory_slots, device=device)
+
+
+def stats_of(t: ItemTables, typ: torch.Tensor, lvl: torch.Tensor) -> torch.Tensor:
+    """Stat columns ``[..., 8]`` of items of type ``typ`` and level ``lvl``."""
+    key = typ.long() * t.levels + lvl.long().clamp(0, t.levels - 1)
+    return t.flat_stats.index_select(0, key.reshape(-1)).view(*key.shape, -1)
 
 
 def first_true(mask: torch.Tensor) -> torch.Tensor:
@@ -183,7 +191,7 @@ def in_combat(s: WorldState, P: int, ticks: int = 3) -> torch.Tensor:
 def item_rows(t: ItemTables, cfg: EnvConfig, typ, lvl, qty, ids, owner, equipped, price):
     """Item observation rows ``[..., 16]`` int16 in the 2.0 column order; empty rows are 0."""
     typ = typ.long()
-    st = t.stats[typ, lvl.long().clamp(0, cfg.max_item_level)]
+    st = stats_of(t, typ, lvl)
     cols = torch.stack([ids, typ.int(), owner.int(), lvl, t.capacity[typ], qty], -1)
     rows = torch.cat([cols.int(), st, torch.stack([equipped.int(), price], -1).int()], -1)
     return (rows * (typ > 0)[..., None]).clamp_(-32768, 32767).to(torch.int16)
@@ -193,8 +201,7 @@ def refresh_equipment(s: WorldState, cfg: EnvConfig, t: ItemTables) -> None:
     """Players' equipment offense/defense per style and item level from equipped items."""
     P = cfg.num_agents
     eq = s.inv_equipped
-    st = t.stats[s.inv_type.long(), s.inv_level.long().clamp_max(cfg.max_item_level)]  # [B,P,S,8]
-    st = st * eq[..., None]
+    st = stats_of(t, s.inv_type, s.inv_level) * eq[..., None]  # [B, P, S, 8]
     s.equip_offense[:, :P] = st[..., 0:3].sum(2)
     s.equip_defense[:, :P] = st[..., 3:6].sum(2)
     s.item_level[:, :P] = (s.inv_level * eq).sum(-1)
@@ -223,7 +230,7 @@ def use(s: WorldState, cfg: EnvConfig, t: ItemTables, slot: torch.Tensor, busy: 
     s.events[..., C.EVENT["EQUIP_ITEM"]] += equip.int()
 
     eat = ok & t.consumable[typ] & level_ok
-    restore = t.stats[typ, lvl.long().clamp_max(cfg.max_item_level)]
+    restore = stats_of(t, typ, lvl)
     s.health[:, :P] = torch.where(eat, (s.health[:, :P] + restore[..., 6]).clamp(max=cfg.health_max),
                                   s.health[:, :P])
     for f in (s.food, s.water):
@@ -313,7 +320,7 @@ def fire_ammo(s, cfg, t, fired: torch.Tensor, style: torch.Tensor) -> None:
     """One unit of equipped ammunition matching the style per executed attack (2.0)."""
     P = cfg.num_agents
     typ = s.inv_type.long()
-    attack = t.stats[typ, s.inv_level.long().clamp_max(cfg.max_item_level)]
+    attack = stats_of(t, typ, s.inv_level)
     match = attack.gather(3, style[:, :, None, None].expand(*typ.shape, 1)).squeeze(-1) > 0
     ammo = s.inv_equipped & (t.equip_slot[typ] == AMMO_SLOT) & match & fired[..., None]
     s.inv_quantity -= ammo.int()

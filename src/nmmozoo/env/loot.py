@@ -3,7 +3,8 @@
 * A player killed by a player: the killer takes all its gold, then its items in a random
   order while they fit; the rest are destroyed.
 * A player killed by an NPC: the NPC takes its gold; its items are destroyed.
-* A player who starved: gold and items are destroyed.
+* A player who starved: gold and items are destroyed, as are the gold and items of anyone
+  whose killer dies in the same tick.
 * An NPC killed by a player: the player takes its gold, a random armour piece and a random
   tool at the NPC's level (each only if the inventory has a free slot).
 """
@@ -24,7 +25,8 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
     B, E = dead.shape
     P, S = cfg.num_agents, cfg.inventory_slots
     dev = s.device
-    has_killer = dead & (killer >= 0)
+    # A killer that dies in the same tick inherits nothing (what it would take is lost).
+    has_killer = dead & (killer >= 0) & ~dead.gather(1, killer.clamp_min(0))
     # Gold: to the killer, whoever it is; otherwise it leaves the world.
     gold = s.gold * dead
     heir = torch.where(has_killer, killer, E)

@@ -137,12 +137,11 @@ class World:
         # 3. Actions in 2.0's order: Use, Buy, Give/GiveGold, Destroy, Attack, Move, Sell.
         busy = items.in_combat(s, P, cfg.combat_status_ticks)
         items.use(s, cfg, it, actions["use_item"], busy)
-        items.refresh_equipment(s, cfg, it)
+        items.refresh_equipment(s, cfg, it)  # later phases move only unequipped items
         market.buy(s, cfg, it, actions["buy_item"], self.observer.market_rows, busy, self.gen)
         items.give(s, cfg, it, actions["give_item"], actions["give_target"], obs_slots, busy)
         items.give_gold(s, cfg, actions["give_gold_amount"], actions["give_gold_target"], obs_slots, busy)
         items.destroy_action(s, cfg, it, actions["destroy_item"], busy)
-        items.refresh_equipment(s, cfg, it)
         row = actions["attack_target"].clamp(0, K)
         slot = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1)
         player_target = torch.where((row < K) & (slot < cfg.num_entities), slot, -1)
