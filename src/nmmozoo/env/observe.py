@@ -158,19 +158,25 @@ class Observer:
         listed_inv = s.inv_price > 0
         level_ok = s.inv_level <= I.required_level(s, cfg, t, s.inv_type.long())
 
-        def with_noop(m: torch.Tensor) -> torch.Tensor:
-            return torch.cat([m & free[..., None], torch.ones_like(m[..., :1])], -1)
+        def with_noop(m: torch.Tensor, allowed: torch.Tensor = free) -> torch.Tensor:
+            out = torch.empty(*m.shape[:-1], m.shape[-1] + 1, dtype=torch.bool, device=dev)
+            torch.logical_and(m, allowed[..., None], out=out[..., :-1])
+            out[..., -1] = True
+            return out
 
         tradable = exists & ~s.inv_equipped & ~listed_inv
-        # Give targets: players on the agent's tile, not itself.
+        # Give targets: players on the agent's tile, not itself; built from the visible pairs.
         same_tile = (pd == 0) & (pair_ent < P) & (pair_ent != pair_row % P)
-        tile_mask = torch.zeros(B * P, K + 1, dtype=torch.bool, device=dev)
-        tile_mask[pair_row, pos] = same_tile
-        tile_mask = tile_mask.view(B, P, K + 1)[..., :K]
         gold = s.gold[:, :P]
-        amount = torch.arange(1, cfg.max_price + 1, device=dev) <= gold[..., None]
+
+        def target_mask(cond: torch.Tensor) -> torch.Tensor:
+            m = torch.zeros(B * P, K + 1, dtype=torch.bool, device=dev)
+            m[pair_row, pos] = same_tile & cond.reshape(-1)[pair_row]
+            m[:, K] = True
+            return m.view(B, P, K + 1)
+
+        amount = torch.arange(1, cfg.max_price + 1, device=dev) <= (gold * free)[..., None]
         amount[..., 0] = True  # 2.0: the first amount is always allowed
-        amount &= free[..., None] | (torch.arange(cfg.max_price, device=dev) == 0)
 
         # Buy: affordable listings of others; a full inventory only takes a matching stack.
         L = max(1, int(listed.sum(1).max()))
@@ -178,12 +184,13 @@ class Observer:
         buy = (listed[:, None, :L] & (seller[:, None, :L] != me)
                & (m_price[:, None, :L] <= gold[..., None]))
         full = (~exists).sum(-1) == 0
-        if bool(full.any()):
-            stack = ((s.inv_type[:, :, None, :] == m_type[:, None, :L, None])
-                     & (s.inv_level[:, :, None, :] == m_level[:, None, :L, None])
-                     & t.stackable[m_type[:, None, :L, None].long()]
-                     & (s.inv_quantity[:, :, None, :] + m_qty[:, None, :L, None] <= cfg.stack_capacity))
-            buy &= ~full[..., None] | stack.any(-1)
+        if bool(full.any()):  # only the full inventories' stacks are compared
+            fb, fp = full.nonzero(as_tuple=True)
+            stack = ((s.inv_type[fb, fp][:, None, :] == m_type[fb, :L, None])
+                     & (s.inv_level[fb, fp][:, None, :] == m_level[fb, :L, None])
+                     & t.stackable[m_type[fb, :L, None].long()]
+                     & (s.inv_quantity[fb, fp][:, None, :] + m_qty[fb, :L, None] <= cfg.stack_capacity))
+            buy[fb, fp] &= stack.any(-1)
         buy_mask = torch.zeros(B, P, M + 1, dtype=torch.bool, device=dev)
         buy_mask[..., :L] = buy & free[..., None]
         buy_mask[..., M] = True
@@ -193,9 +200,9 @@ class Observer:
             "use_item": with_noop(exists & ~listed_inv & level_ok),
             "destroy_item": with_noop(exists & ~s.inv_equipped),
             "give_item": with_noop(tradable),
-            "give_target": with_noop(tile_mask & exists.any(-1, keepdim=True)),
+            "give_target": target_mask(free & exists.any(-1)),
             "give_gold_amount": amount,
-            "give_gold_target": with_noop(tile_mask & (gold > 0)[..., None]),
+            "give_gold_target": target_mask(free & (gold > 0)),
             "sell_item": with_noop(tradable),
             "sell_price": torch.ones(B, P, cfg.max_price, dtype=torch.bool, device=dev),
             "buy_item": buy_mask,
