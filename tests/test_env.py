@@ -204,3 +204,15 @@ def test_collector_runs_over_env():
         n += 1
     collector.shutdown()
     assert n == 3
+
+
+def test_item_system_off():
+    env = nmmozoo.make_env("tiny", num_maps=2, seed=0, item_system=False)
+    check_env_specs(env)
+    td = env.reset()
+    for _ in range(30):
+        random_actions(td)
+        _, td = env.step_and_maybe_reset(td)
+        assert td["agents", "inventory"].abs().sum() == 0 and td["market"].abs().sum() == 0
+        assert td["agents", "action_mask", "buy_item"].sum(-1).eq(1).all()
+        assert td["agents", "action_mask", "buy_item"][..., -1].all()

@@ -135,7 +135,11 @@ class EnvConfig:
     num_entity_obs: int = 100
     """Entity rows observed per agent (nearest first, self included)."""
 
-    # --- items, gold, market (laid out here, filled by part 2 of the environment) --------------------------
+    # --- items, gold, market -----------------------------------------------------------------------------
+    item_system: bool = True
+    """Items, equipment, harvest drops, gifts, Destroy, the market and item loot (2.0's
+    equipment, profession and exchange systems). Off: their 9 action heads allow only the
+    no-op, inventories and the market stay empty; gold still passes to killers."""
     inventory_slots: int = 12
     """Inventory slots per player (NPCs carry none)."""
     starting_gold: int = 1
@@ -196,7 +200,10 @@ def _check(cond: bool, name: str, expected: str, value: Any) -> None:
 def _validate(c: EnvConfig) -> None:
     for f in dataclasses.fields(c):
         value, default = getattr(c, f.name), f.default
-        if isinstance(default, bool) or default is dataclasses.MISSING:
+        if default is dataclasses.MISSING:
+            continue
+        if isinstance(default, bool):
+            _check(isinstance(value, bool), f.name, "true or false", value)
             continue
         if isinstance(default, int):
             _check(isinstance(value, int) and not isinstance(value, bool), f.name, "an integer", value)

@@ -43,6 +43,8 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
     # Items of dead players: to a player killer in random order, else destroyed.
     victim = dead[:, :P]
     by_player = victim & has_killer[:, :P] & (killer[:, :P] < P)
+    if not cfg.item_system:
+        return
     if bool(by_player.any()):
         k = killer[:, :P].clamp(0, P - 1)
         rank = I.rank_by_key(k, by_player)

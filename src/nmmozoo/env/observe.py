@@ -114,7 +114,10 @@ class Observer:
         move_mask = torch.ones(B, P, C.NUM_MOVES, dtype=torch.bool, device=s.device)
         move_mask[..., :4] = self.passable[nbr] & alive[..., None]
 
-        out_items = self.item_observations(s, pair_row, pair_ent, pos, pd)
+        if cfg.item_system:
+            out_items = self.item_observations(s, pair_row, pair_ent, pos, pd)
+        else:
+            out_items = self.no_item_observations(s)
         table = self.entity_table(s)
         out = {
             **out_items,
@@ -132,6 +135,26 @@ class Observer:
             out["entity_table"] = table
             out["entity_index"] = slots.to(torch.int16)
         return out
+
+    def no_item_observations(self, s: WorldState) -> dict[str, torch.Tensor]:
+        """With the item system off: empty inventories and market, no-op-only masks (built
+        once: constant tensors, never written to)."""
+        if getattr(self, "_no_items", None) is None:
+            from .torchrl_env import head_sizes  # noqa: PLC0415 (the env module imports this one)
+            cfg, dev = self.cfg, s.device
+            B, P = s.num_maps, cfg.num_agents
+            out = {"inventory": torch.zeros(B, P, cfg.inventory_slots, C.NUM_ITEM_COLUMNS,
+                                            dtype=torch.int16, device=dev),
+                   "market": torch.zeros(B, cfg.market_size, C.NUM_ITEM_COLUMNS, dtype=torch.int16,
+                                         device=dev)}
+            for head, n in head_sizes(cfg).items():
+                if head in ("move", "attack_style", "attack_target"):
+                    continue
+                m = torch.zeros(B, P, n, dtype=torch.bool, device=dev)
+                m[..., 0 if head in ("give_gold_amount", "sell_price") else n - 1] = True
+                out[head] = m
+            self._no_items = out
+        return self._no_items
 
     def item_observations(self, s: WorldState, pair_row, pair_ent, pos, pd) -> dict[str, torch.Tensor]:
         """Inventory rows, the market, and the masks of the 9 item and gold heads."""

@@ -132,25 +132,30 @@ class World:
         nbr = tile_at(s.material, r[..., None] + self.deltas[:4, 0], c[..., None] + self.deltas[:4, 1])
         survival.survive(s, cfg, (nbr == C.WATER).any(-1))
         won = harvest.harvest(s, cfg, self.harvest_tables, self.gen, here, nbr)
-        self._harvest_drops(won)
+        if cfg.item_system:
+            self._harvest_drops(won)
         survival.npc_regen(s, cfg)
         # 3. Actions in 2.0's order: Use, Buy, Give/GiveGold, Destroy, Attack, Move, Sell.
-        busy = items.in_combat(s, P, cfg.combat_status_ticks)
-        items.use(s, cfg, it, actions["use_item"], busy)
-        items.refresh_equipment(s, cfg, it)  # later phases move only unequipped items
-        market.buy(s, cfg, it, actions["buy_item"], self.observer.market_rows, busy, self.gen)
-        items.give(s, cfg, it, actions["give_item"], actions["give_target"], obs_slots, busy)
-        items.give_gold(s, cfg, actions["give_gold_amount"], actions["give_gold_target"], obs_slots, busy)
-        items.destroy_action(s, cfg, it, actions["destroy_item"], busy)
+        if cfg.item_system:
+            busy = items.in_combat(s, P, cfg.combat_status_ticks)
+            items.use(s, cfg, it, actions["use_item"], busy)
+            items.refresh_equipment(s, cfg, it)  # later phases move only unequipped items
+            market.buy(s, cfg, it, actions["buy_item"], self.observer.market_rows, busy, self.gen)
+            items.give(s, cfg, it, actions["give_item"], actions["give_target"], obs_slots, busy)
+            items.give_gold(s, cfg, actions["give_gold_amount"], actions["give_gold_target"],
+                            obs_slots, busy)
+            items.destroy_action(s, cfg, it, actions["destroy_item"], busy)
         row = actions["attack_target"].clamp(0, K)
         slot = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1)
         player_target = torch.where((row < K) & (slot < cfg.num_entities), slot, -1)
         style = actions["attack_style"]
         executed, killer = combat.attack(s, cfg, torch.cat([player_target, npc_target], 1),
                                          torch.cat([style, npc_style], 1))
-        items.fire_ammo(s, cfg, it, executed[:, :P], style)
         movement.move(s, cfg, torch.cat([actions["move"], npc_move], 1), self.passable, self.deltas)
-        items.sell(s, cfg, it, actions["sell_item"], actions["sell_price"], items.in_combat(s, P, cfg.combat_status_ticks))
+        if cfg.item_system:
+            items.fire_ammo(s, cfg, it, executed[:, :P], style)
+            items.sell(s, cfg, it, actions["sell_item"], actions["sell_price"],
+                       items.in_combat(s, P, cfg.combat_status_ticks))
         progression.update_levels(s, cfg, self.thresholds)
         # 4. Remove the dead and settle their gold and items; refill NPCs; regrow tiles;
         #    expire listings; next tick.
@@ -162,7 +167,8 @@ class World:
         s.npc_target.masked_fill_(~s.alive.gather(1, s.npc_target.clamp_min(0)), -1)
         npc.spawn(s, cfg, self.gen, self.passable, maps=~s.done)
         harvest.respawn(s, self.harvest_tables)
-        items.expire(s, cfg)
+        if cfg.item_system:
+            items.expire(s, cfg)
         s.tick += 1
         self.reward = -died.float()
         n_alive = s.alive[:, :P].sum(1)
