@@ -18,12 +18,13 @@ def give(sb, slot, typ, level=1, qty=1, equipped=False, price=0):
     who = torch.zeros(1, sb.P, dtype=torch.bool)
     who[0, slot] = True
     full = lambda v: torch.full((1, sb.P), v)  # noqa: E731
-    assert I.receive(s, sb.cfg, t, who, full(typ), full(level), full(qty))[0, slot]
+    assert I.receive(s, sb.cfg, t, who, full(typ), full(level), full(qty), I.new_ids(s, who))[0, slot]
     s.ledger[:, I.ITEMS_IN] += qty
     j = int(((s.inv_type[0, slot] == typ) & (s.inv_level[0, slot] == level)).int().argmax())
     s.inv_equipped[0, slot, j] = equipped
     s.inv_price[0, slot, j] = price
     s.inv_listed_tick[0, slot, j] = int(s.tick[0])
+    I.refresh_equipment(s, sb.cfg, t, I.Rows.where(s, who))
     return j
 
 

@@ -90,37 +90,70 @@ def first_true(mask: torch.Tensor) -> torch.Tensor:
 
 
 def gather_slot(field: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
-    return field.gather(2, slot[..., None]).squeeze(-1)
+    return field.gather(-1, slot[..., None]).squeeze(-1)
 
 
 def onehot_slot(t: ItemTables, slot: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (t.slot_range == slot[..., None]) & mask[..., None]
 
 
-def space(s: WorldState) -> torch.Tensor:
-    return (s.inv_type == 0).sum(-1)
+INV_FIELDS = ("inv_type", "inv_level", "inv_quantity", "inv_id", "inv_equipped", "inv_price",
+              "inv_listed_tick")
 
 
-def required_level(s: WorldState, cfg: EnvConfig, t: ItemTables, typ: torch.Tensor) -> torch.Tensor:
-    """The player's level that counts for items of type ``typ`` ``[B, P, X]`` (same shape)."""
-    P = cfg.num_agents
-    lv = s.level[:, :P]
+class Rows:
+    """Copies of the inventories (and gold, levels) of chosen players, ``[n, S]``.
+
+    Item phases act on the few players involved (harvesters, buyers, givers, killers), not
+    on every slot of every map: select, work on the rows, write back. ``b``, ``p`` must not
+    repeat within one selection.
+    """
+
+    def __init__(self, s: WorldState, b: torch.Tensor, p: torch.Tensor):
+        self.b, self.p = b, p
+        for f in INV_FIELDS:
+            setattr(self, f, getattr(s, f)[b, p])
+
+    @classmethod
+    def where(cls, s: WorldState, mask: torch.Tensor) -> "Rows":
+        b, p = mask.nonzero(as_tuple=True)
+        return cls(s, b, p)
+
+    def __len__(self) -> int:
+        return self.b.numel()
+
+    def write(self, s: WorldState) -> None:
+        for f in INV_FIELDS:
+            getattr(s, f)[self.b, self.p] = getattr(self, f)
+
+
+def space(inv) -> torch.Tensor:
+    return (inv.inv_type == 0).sum(-1)
+
+
+def required_level(s: WorldState, cfg: EnvConfig, t: ItemTables, typ: torch.Tensor,
+                   b: torch.Tensor | None = None, p: torch.Tensor | None = None) -> torch.Tensor:
+    """The player's level that counts for items of type ``typ`` (``[B, P, X]``, or ``[n, X]``
+    for the players ``b``, ``p``)."""
+    lv = s.level[:, :cfg.num_agents] if b is None else s.level[b, p]
     skill = t.req_skill[typ]
-    own = lv.gather(2, skill.clamp_min(0))
+    own = lv.gather(-1, skill.clamp_min(0))
     return torch.where(skill < 0, lv.amax(-1, keepdim=True), own)
 
 
-def stack_slot(s, t, cfg, typ, lvl, qty):
+def stack_slot(inv, t, cfg, typ, lvl, qty):
     """(has, slot): a stack of the same type and level with room for ``qty``."""
-    match = ((s.inv_type == typ[..., None]) & (s.inv_level == lvl[..., None])
-             & t.stackable[typ][..., None] & (s.inv_quantity + qty[..., None] <= cfg.stack_capacity))
+    match = ((inv.inv_type == typ[..., None]) & (inv.inv_level == lvl[..., None])
+             & t.stackable[typ][..., None] & (inv.inv_quantity + qty[..., None] <= cfg.stack_capacity))
     return match.any(-1), first_true(match)
 
 
-def can_receive(s, t, cfg, typ, lvl, qty, need_space=False) -> torch.Tensor:
-    has_stack, _ = stack_slot(s, t, cfg, typ, lvl, qty)
-    free = space(s) > 0
-    return free if need_space else (free | has_stack)
+def can_receive(inv, t, cfg, typ, lvl, qty, need_space=False) -> torch.Tensor:
+    free = space(inv) > 0
+    if need_space:
+        return free
+    has_stack, _ = stack_slot(inv, t, cfg, typ, lvl, qty)
+    return free | has_stack
 
 
 def new_ids(s: WorldState, create: torch.Tensor) -> torch.Tensor:
@@ -131,54 +164,45 @@ def new_ids(s: WorldState, create: torch.Tensor) -> torch.Tensor:
     return ids.clamp(max=2 ** 31 - 1).int()
 
 
-def receive(s: WorldState, cfg: EnvConfig, t: ItemTables, who: torch.Tensor, typ: torch.Tensor,
-            lvl: torch.Tensor, qty: torch.Tensor, ids: torch.Tensor | None = None,
+def receive(inv, cfg: EnvConfig, t: ItemTables, who: torch.Tensor, typ: torch.Tensor,
+            lvl: torch.Tensor, qty: torch.Tensor, ids: torch.Tensor,
             need_space: bool = False) -> torch.Tensor:
-    """Put one item per player (``who`` ``[B, P]``) into its inventory.
+    """Put one item per row (``who``) into the inventories ``inv`` (state or :class:`Rows`).
 
     Ammunition merges into a stack of the same type and level; anything else takes the first
     free slot. ``need_space`` (harvest drops, 2.0) asks for a free slot even for a merge.
-    ``ids`` None creates new items (fresh serials). Returns the mask of players that took
-    the item; the caller decides what becomes of the rest.
+    Returns the rows that took the item; the caller decides what becomes of the rest.
     """
-    has_stack, sslot = stack_slot(s, t, cfg, typ, lvl, qty)
-    free_any = s.inv_type == 0
+    has_stack, sslot = stack_slot(inv, t, cfg, typ, lvl, qty)
+    free_any = inv.inv_type == 0
     has_free = free_any.any(-1)
     merge = who & has_stack & (has_free | (not need_space))
     place = who & ~merge & has_free
-    if ids is None:
-        ids = new_ids(s, place)
-    m = onehot_slot(t, sslot, merge)
-    s.inv_quantity += m.int() * qty[..., None]
-    p = onehot_slot(t, first_true(free_any), place)
-    s.inv_type.copy_(torch.where(p, typ[..., None].int(), s.inv_type))
-    s.inv_level.copy_(torch.where(p, lvl[..., None].int(), s.inv_level))
-    s.inv_quantity.copy_(torch.where(p, qty[..., None].int(), s.inv_quantity))
-    s.inv_id.copy_(torch.where(p, ids[..., None].int(), s.inv_id))
-    s.inv_equipped.masked_fill_(p, False)
-    s.inv_price.masked_fill_(p, 0)
+    inv.inv_quantity += onehot_slot(t, sslot, merge).int() * qty[..., None]
+    m = onehot_slot(t, first_true(free_any), place)
+    for f, v in (("inv_type", typ), ("inv_level", lvl), ("inv_quantity", qty), ("inv_id", ids)):
+        field = getattr(inv, f)
+        field.copy_(torch.where(m, v[..., None].to(field.dtype), field))
+    inv.inv_equipped.masked_fill_(m, False)
+    inv.inv_price.masked_fill_(m, 0)
     return merge | place
 
 
-def clear(s: WorldState, mask: torch.Tensor) -> None:
-    """Empty the slots in ``mask`` ``[B, P, S]`` (unequips and unlists them)."""
-    for f in (s.inv_type, s.inv_level, s.inv_quantity, s.inv_id, s.inv_price, s.inv_listed_tick):
-        f.masked_fill_(mask, 0)
-    s.inv_equipped.masked_fill_(mask, False)
+def clear(inv, mask: torch.Tensor) -> None:
+    """Empty the slots in ``mask`` ``[..., S]`` (unequips and unlists them)."""
+    for f in INV_FIELDS:
+        getattr(inv, f).masked_fill_(mask, 0)
 
 
-def destroy(s: WorldState, mask: torch.Tensor) -> None:
-    """Remove the items in ``mask`` ``[B, P, S]`` from the world (ledger: destroyed)."""
-    s.ledger[:, ITEMS_OUT] += (s.inv_quantity * mask).sum((1, 2))
-    clear(s, mask)
-
-
-def create(s, cfg, t, who, typ, lvl, need_space=True) -> torch.Tensor:
-    """Create one new item per player in ``who`` where it fits (ledger: created)."""
-    got = receive(s, cfg, t, who, typ, lvl.clamp(1, cfg.max_item_level),
-                  torch.ones_like(typ), need_space=need_space)
-    s.ledger[:, ITEMS_IN] += got.sum(1)
-    return got
+def destroy(s: WorldState, inv, mask: torch.Tensor) -> None:
+    """Remove the items in ``mask`` from the world (ledger: destroyed); ``inv`` is the state
+    or :class:`Rows` of it."""
+    qty = (inv.inv_quantity * mask).sum(-1)
+    if isinstance(inv, Rows):
+        s.ledger[:, ITEMS_OUT].index_add_(0, inv.b, qty.long())
+    else:
+        s.ledger[:, ITEMS_OUT] += qty.sum(-1)
+    clear(inv, mask)
 
 
 def in_combat(s: WorldState, P: int, ticks: int = 3) -> torch.Tensor:
@@ -197,56 +221,68 @@ def item_rows(t: ItemTables, cfg: EnvConfig, typ, lvl, qty, ids, owner, equipped
     return (rows * (typ > 0)[..., None]).clamp_(-32768, 32767).to(torch.int16)
 
 
-def refresh_equipment(s: WorldState, cfg: EnvConfig, t: ItemTables) -> None:
-    """Players' equipment offense/defense per style and item level from equipped items."""
-    P = cfg.num_agents
-    eq = s.inv_equipped
-    st = stats_of(t, s.inv_type, s.inv_level) * eq[..., None]  # [B, P, S, 8]
-    s.equip_offense[:, :P] = st[..., 0:3].sum(2)
-    s.equip_defense[:, :P] = st[..., 3:6].sum(2)
-    s.item_level[:, :P] = (s.inv_level * eq).sum(-1)
+def refresh_equipment(s: WorldState, cfg: EnvConfig, t: ItemTables, rows: Rows) -> None:
+    """Equipment offense/defense per style and item level of the players in ``rows``."""
+    eq = rows.inv_equipped
+    st = stats_of(t, rows.inv_type, rows.inv_level) * eq[..., None]  # [n, S, 8]
+    s.equip_offense[rows.b, rows.p] = st[..., 0:3].sum(-2, dtype=torch.int32)
+    s.equip_defense[rows.b, rows.p] = st[..., 3:6].sum(-2, dtype=torch.int32)
+    s.item_level[rows.b, rows.p] = (rows.inv_level * eq).sum(-1, dtype=torch.int32)
 
 
 # --- actions ------------------------------------------------------------------------------------
+def _chosen(s, cfg, slot, busy, extra=None):
+    """Rows of the live, not-in-combat players whose item head names a real item."""
+    S = cfg.inventory_slots
+    j = slot.clamp_max(S - 1)
+    ok = s.alive[:, :cfg.num_agents] & ~busy & (slot < S) & (gather_slot(s.inv_type, j) > 0)
+    if extra is not None:
+        ok &= extra(j)
+    rows = Rows.where(s, ok)
+    return rows, j[rows.b, rows.p]
+
+
 def use(s: WorldState, cfg: EnvConfig, t: ItemTables, slot: torch.Tensor, busy: torch.Tensor) -> None:
     """Use: equip / unequip equipment, consume Ration and Potion (``slot`` ``[B, P]``, S: no-op)."""
-    P, S = cfg.num_agents, cfg.inventory_slots
-    j = slot.clamp_max(S - 1)
-    typ = gather_slot(s.inv_type, j).long()
-    lvl = gather_slot(s.inv_level, j)
-    equipped = gather_slot(s.inv_equipped, j)
-    listed = gather_slot(s.inv_price, j) > 0
-    ok = s.alive[:, :P] & ~busy & (slot < S) & (typ > 0) & ~listed
-    level_ok = lvl <= required_level(s, cfg, t, typ[..., None]).squeeze(-1)
+    r, j = _chosen(s, cfg, slot, busy, lambda j: gather_slot(s.inv_price, j) == 0)  # not listed
+    if not len(r):
+        return
+    typ = gather_slot(r.inv_type, j).long()
+    lvl = gather_slot(r.inv_level, j)
+    equipped = gather_slot(r.inv_equipped, j)
+    level_ok = lvl <= required_level(s, cfg, t, typ[:, None], r.b, r.p).squeeze(-1)
     eslot = t.equip_slot[typ]
     is_equip = eslot >= 0
-    unequip = ok & is_equip & equipped
-    equip = ok & is_equip & ~equipped & level_ok
+    unequip = is_equip & equipped
+    equip = is_equip & ~equipped & level_ok
     # Equipping first takes off whatever holds the same equipment slot.
-    same_slot = (t.equip_slot[s.inv_type.long()] == eslot[..., None]) & s.inv_equipped & equip[..., None]
-    s.inv_equipped &= ~same_slot
-    s.inv_equipped &= ~onehot_slot(t, j, unequip)
-    s.inv_equipped |= onehot_slot(t, j, equip)
-    s.events[..., C.EVENT["EQUIP_ITEM"]] += equip.int()
+    same = (t.equip_slot[r.inv_type.long()] == eslot[:, None]) & r.inv_equipped & equip[:, None]
+    r.inv_equipped &= ~same
+    r.inv_equipped &= ~onehot_slot(t, j, unequip)
+    r.inv_equipped |= onehot_slot(t, j, equip)
+    s.events[r.b, r.p, C.EVENT["EQUIP_ITEM"]] += equip.int()
 
-    eat = ok & t.consumable[typ] & level_ok
+    eat = t.consumable[typ] & level_ok
     restore = stats_of(t, typ, lvl)
-    s.health[:, :P] = torch.where(eat, (s.health[:, :P] + restore[..., 6]).clamp(max=cfg.health_max),
-                                  s.health[:, :P])
+    s.health[r.b, r.p] = torch.where(eat, (s.health[r.b, r.p] + restore[:, 6]).clamp(max=cfg.health_max),
+                                     s.health[r.b, r.p])
     for f in (s.food, s.water):
-        f[:, :P] = torch.where(eat, (f[:, :P] + restore[..., 7]).clamp(max=cfg.resource_base), f[:, :P])
-    s.events[..., C.EVENT["CONSUME_ITEM"]] += eat.int()
-    destroy(s, onehot_slot(t, j, eat))
+        f[r.b, r.p] = torch.where(eat, (f[r.b, r.p] + restore[:, 7]).clamp(max=cfg.resource_base),
+                                  f[r.b, r.p])
+    s.events[r.b, r.p, C.EVENT["CONSUME_ITEM"]] += eat.int()
+    destroy(s, r, onehot_slot(t, j, eat))
+    r.write(s)
+    refresh_equipment(s, cfg, t, r)
 
 
 def destroy_action(s, cfg, t, slot, busy) -> None:
     """Destroy: any unequipped item (a listed one is unlisted with it)."""
-    P, S = cfg.num_agents, cfg.inventory_slots
-    j = slot.clamp_max(S - 1)
-    ok = (s.alive[:, :P] & ~busy & (slot < S) & (gather_slot(s.inv_type, j) > 0)
-          & ~gather_slot(s.inv_equipped, j))
-    destroy(s, onehot_slot(t, j, ok))
-    s.events[..., C.EVENT["DESTROY_ITEM"]] += ok.int()
+    r, j = _chosen(s, cfg, slot, busy, lambda j: ~gather_slot(s.inv_equipped, j))
+    if not len(r):
+        return
+    destroy(s, r, onehot_slot(t, j, torch.ones_like(j, dtype=torch.bool)))
+    r.write(s)
+    s.events[r.b, r.p, C.EVENT["DESTROY_ITEM"]] += 1
 
 
 def give_target(s, cfg, obs_slots, row, busy) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,16 +307,41 @@ def route(values: torch.Tensor, dst: torch.Tensor, P: int) -> torch.Tensor:
 
 def rank_by_key(key: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Rank of each valid entry among the valid entries of its map with the same key
-    (by slot order); ``[B, P]`` -> ``[B, P]`` (pairwise: used only on rare events)."""
-    same = (key[:, :, None] == key[:, None, :]) & valid[:, None, :] & valid[:, :, None]
-    earlier = torch.ones_like(same[0], dtype=torch.bool).tril(-1)
-    return (same & earlier).sum(-1)
+    (by slot order); ``[B, X]`` -> ``[B, X]``."""
+    B, X = key.shape
+    k = torch.where(valid, key, -1)
+    order = torch.argsort(k * X + torch.arange(X, device=key.device), dim=1)
+    sk = k.gather(1, order)
+    pos = torch.arange(X, device=key.device).expand(B, X)
+    new_group = torch.ones_like(sk, dtype=torch.bool)
+    new_group[:, 1:] = sk[:, 1:] != sk[:, :-1]
+    start = torch.where(new_group, pos, 0).cummax(1).values
+    rank = torch.empty_like(pos)
+    rank.scatter_(1, order, pos - start)
+    return rank
+
+
+def transfer(s, cfg, t, src_b, src_p, src_j, dst_p, need_space=False):
+    """Move the item in slot ``src_j`` of players ``(src_b, src_p)`` to players
+    ``(src_b, dst_p)`` where it fits. Receivers must be distinct. Returns the moved mask."""
+    src = Rows(s, src_b, src_p)
+    dst = Rows(s, src_b, dst_p)
+    vals = [gather_slot(getattr(src, f), src_j) for f in ("inv_type", "inv_level", "inv_quantity", "inv_id")]
+    has = vals[0] > 0
+    typ, lvl, qty, ids = vals
+    fits = has & can_receive(dst, t, cfg, typ.long(), lvl, qty, need_space)
+    clear(src, onehot_slot(t, src_j, fits))
+    src.write(s)
+    dst = Rows(s, src_b, dst_p)  # the sender may also be a receiver: read after the clear
+    receive(dst, cfg, t, fits, typ.long(), lvl, qty, ids)
+    dst.write(s)
+    return fits
 
 
 def give(s, cfg, t, item, row, obs_slots, busy) -> None:
     """Give: move an unequipped, unlisted item to a player on the same tile. Several gifts to
     one player land one after another (lowest giver first) while they fit."""
-    P, S = cfg.num_agents, cfg.inventory_slots
+    S = cfg.inventory_slots
     ok, tgt = give_target(s, cfg, obs_slots, row, busy)
     j = item.clamp_max(S - 1)
     ok &= (item < S) & (gather_slot(s.inv_type, j) > 0) & ~gather_slot(s.inv_equipped, j)
@@ -289,17 +350,9 @@ def give(s, cfg, t, item, row, obs_slots, busy) -> None:
         return
     rank = rank_by_key(tgt, ok)
     for r in range(int(rank[ok].max()) + 1):
-        now = ok & (rank == r)
-        typ, lvl = gather_slot(s.inv_type, j), gather_slot(s.inv_level, j)
-        qty, ids = gather_slot(s.inv_quantity, j), gather_slot(s.inv_id, j)
-        dst = torch.where(now, tgt, P)
-        recv = route(now, dst, P)
-        typ, lvl, qty, ids = (route(x, dst, P) for x in (typ, lvl, qty, ids))
-        fits = recv & can_receive(s, t, cfg, typ.long(), lvl, qty)
-        sent = now & fits.gather(1, tgt)
-        clear(s, onehot_slot(t, j, sent))
-        receive(s, cfg, t, fits, typ.long(), lvl, qty, ids=ids)
-        s.events[..., C.EVENT["GIVE_ITEM"]] += sent.int()
+        b, p = (ok & (rank == r)).nonzero(as_tuple=True)
+        sent = transfer(s, cfg, t, b, p, j[b, p], tgt[b, p])
+        s.events[b, p, C.EVENT["GIVE_ITEM"]] += sent.int()
 
 
 def give_gold(s, cfg, amount_idx, row, obs_slots, busy) -> None:
@@ -308,6 +361,8 @@ def give_gold(s, cfg, amount_idx, row, obs_slots, busy) -> None:
     ok, tgt = give_target(s, cfg, obs_slots, row, busy)
     amount = (amount_idx + 1).int()
     ok &= amount <= s.gold[:, :P]
+    if not bool(ok.any()):
+        return
     amount = amount * ok
     s.gold[:, :P] -= amount
     gained = torch.zeros_like(s.gold[:, :P])
@@ -318,30 +373,56 @@ def give_gold(s, cfg, amount_idx, row, obs_slots, busy) -> None:
 
 def fire_ammo(s, cfg, t, fired: torch.Tensor, style: torch.Tensor) -> None:
     """One unit of equipped ammunition matching the style per executed attack (2.0)."""
-    P = cfg.num_agents
-    typ = s.inv_type.long()
-    attack = stats_of(t, typ, s.inv_level)
-    match = attack.gather(3, style[:, :, None, None].expand(*typ.shape, 1)).squeeze(-1) > 0
-    ammo = s.inv_equipped & (t.equip_slot[typ] == AMMO_SLOT) & match & fired[..., None]
-    s.inv_quantity -= ammo.int()
-    s.ledger[:, ITEMS_OUT] += ammo.sum((1, 2))
-    s.events[..., C.EVENT["FIRE_AMMO"]] += ammo.any(-1).int()
-    clear(s, ammo & (s.inv_quantity <= 0))
+    r = Rows.where(s, fired)
+    if not len(r):
+        return
+    typ = r.inv_type.long()
+    attack = stats_of(t, typ, r.inv_level)  # [n, S, 8]
+    st = style[r.b, r.p]
+    match = attack.gather(2, st[:, None, None].expand(*typ.shape, 1)).squeeze(-1) > 0
+    ammo = r.inv_equipped & (t.equip_slot[typ] == AMMO_SLOT) & match
+    if not bool(ammo.any()):
+        return
+    r.inv_quantity -= ammo.int()
+    s.ledger[:, ITEMS_OUT].index_add_(0, r.b, ammo.sum(-1))
+    s.events[r.b, r.p, C.EVENT["FIRE_AMMO"]] += ammo.any(-1).int()
+    clear(r, ammo & (r.inv_quantity <= 0))
+    r.write(s)
+    refresh_equipment(s, cfg, t, r)
 
 
 def sell(s, cfg, t, item, price_idx, busy) -> None:
     """Sell: list an unequipped, unlisted item at ``price_idx + 1`` gold."""
-    P, S = cfg.num_agents, cfg.inventory_slots
-    j = item.clamp_max(S - 1)
-    ok = (s.alive[:, :P] & ~busy & (item < S) & (gather_slot(s.inv_type, j) > 0)
-          & ~gather_slot(s.inv_equipped, j) & (gather_slot(s.inv_price, j) == 0))
-    m = onehot_slot(t, j, ok)
-    s.inv_price.copy_(torch.where(m, (price_idx + 1).int()[..., None], s.inv_price))
-    s.inv_listed_tick.copy_(torch.where(m, s.tick.int()[:, None, None], s.inv_listed_tick))
-    s.events[..., C.EVENT["LIST_ITEM"]] += ok.int()
+    r, j = _chosen(s, cfg, item, busy, lambda j: ~gather_slot(s.inv_equipped, j)
+                   & (gather_slot(s.inv_price, j) == 0))
+    if not len(r):
+        return
+    m = onehot_slot(t, j, torch.ones_like(j, dtype=torch.bool))
+    r.inv_price.copy_(torch.where(m, (price_idx[r.b, r.p] + 1).int()[:, None], r.inv_price))
+    r.inv_listed_tick.copy_(torch.where(m, s.tick[r.b].int()[:, None], r.inv_listed_tick))
+    r.write(s)
+    s.events[r.b, r.p, C.EVENT["LIST_ITEM"]] += 1
 
 
 def expire(s, cfg) -> None:
     """End of tick: listings older than the duration are taken off the market."""
     old = (s.inv_price > 0) & (s.tick.int()[:, None, None] - s.inv_listed_tick > cfg.listing_duration)
     s.inv_price.masked_fill_(old, 0)
+
+
+def create(s, cfg, t, who, typ, lvl, need_space=True) -> torch.Tensor:
+    """Create one new item (type ``typ``, level ``lvl``, ``[B, P]``) for each player in ``who``
+    where it fits (ledger: created). Returns the mask of players that got it."""
+    ids = new_ids(s, who)
+    r = Rows.where(s, who)
+    got = torch.zeros_like(who)
+    if not len(r):
+        return got
+    b, p = r.b, r.p
+    took = receive(r, cfg, t, torch.ones_like(b, dtype=torch.bool), typ[b, p].long(),
+                   lvl[b, p].clamp(1, cfg.max_item_level), torch.ones_like(b, dtype=torch.int32),
+                   ids[b, p], need_space=need_space)
+    r.write(s)
+    got[b, p] = took
+    s.ledger[:, ITEMS_IN].index_add_(0, b, took.long())
+    return got

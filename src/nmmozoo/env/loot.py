@@ -50,20 +50,14 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
         rank = I.rank_by_key(k, by_player)
         order = torch.rand(B, P, S, generator=gen, device=dev).argsort(-1)
         for r in range(int(rank[by_player].max()) + 1):
-            now = by_player & (rank == r)
-            dst = torch.where(now, k, P)
+            b, v = (by_player & (rank == r)).nonzero(as_tuple=True)
             for i in range(S):  # the victim's slots, in its random order
-                j = order[..., i]
-                vals = [I.gather_slot(f, j) for f in (s.inv_type, s.inv_level, s.inv_quantity, s.inv_id)]
-                has = now & (vals[0] > 0)
-                d = torch.where(has, dst, P)
-                typ, lvl, qty, ids = (I.route(v, d, P) for v in vals)
-                got = I.route(has, d, P)
-                took = I.receive(s, cfg, t, got, typ.long(), lvl, qty, ids=ids)
-                moved = has & took.gather(1, k)
-                I.clear(s, I.onehot_slot(t, j, moved))
-                s.events[..., C.EVENT["LOOT_ITEM"]] += took.int()
-    I.destroy(s, victim[..., None] & (s.inv_type > 0))
+                moved = I.transfer(s, cfg, t, b, v, order[b, v, i], k[b, v])
+                s.events[b, k[b, v], C.EVENT["LOOT_ITEM"]] += moved.int()
+    gone = I.Rows.where(s, victim)
+    if len(gone):
+        I.destroy(s, gone, gone.inv_type > 0)
+        gone.write(s)
 
     # NPC drops for player killers.
     npc_dead = dead[:, P:] & has_killer[:, P:] & (killer[:, P:] < P)

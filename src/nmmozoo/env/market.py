@@ -49,17 +49,19 @@ def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows:
     best = torch.full((B, P * S), -1.0, device=s.device)
     best.scatter_reduce_(1, fc, prio, "amax")
     win = ok & (best.gather(1, fc) == prio)
-    # Move the items: empty the sellers' slots, then fill the buyers'.
-    sold = torch.zeros(B, P * S + 1, dtype=torch.bool, device=s.device)
-    sold.scatter_(1, torch.where(win, fc, P * S), win)
-    I.clear(s, sold[:, :-1].view(B, P, S))
-    I.receive(s, cfg, t, win, typ.long(), lvl, qty, ids=ids)
-    pay = price * win
+    # Move the items; a seller with several sales gives them over in turns.
+    sj = fc - seller * S
+    moved = torch.zeros_like(win)
+    rank = I.rank_by_key(seller, win)
+    for r in range(int(rank[win].max()) + 1):
+        b, p = (win & (rank == r)).nonzero(as_tuple=True)
+        moved[b, p] = I.transfer(s, cfg, t, b, seller[b, p], sj[b, p], p)
+    pay = price * moved
     s.gold[:, :P] -= pay
     earned = torch.zeros_like(s.gold[:, :P])
     earned.scatter_add_(1, seller, pay)
     s.gold[:, :P] += earned
-    s.events[..., C.EVENT["BUY_ITEM"]] += win.int()
+    s.events[..., C.EVENT["BUY_ITEM"]] += moved.int()
     sales = torch.zeros_like(earned)
-    sales.scatter_add_(1, seller, win.int())
+    sales.scatter_add_(1, seller, moved.int())
     s.events[..., C.EVENT["EARN_GOLD"]] += sales

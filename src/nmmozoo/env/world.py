@@ -138,8 +138,7 @@ class World:
         # 3. Actions in 2.0's order: Use, Buy, Give/GiveGold, Destroy, Attack, Move, Sell.
         if cfg.item_system:
             busy = items.in_combat(s, P, cfg.combat_status_ticks)
-            items.use(s, cfg, it, actions["use_item"], busy)
-            items.refresh_equipment(s, cfg, it)  # later phases move only unequipped items
+            items.use(s, cfg, it, actions["use_item"], busy)  # later phases move only unequipped items
             market.buy(s, cfg, it, actions["buy_item"], self.observer.market_rows, busy, self.gen)
             items.give(s, cfg, it, actions["give_item"], actions["give_target"], obs_slots, busy)
             items.give_gold(s, cfg, actions["give_gold_amount"], actions["give_gold_target"],
