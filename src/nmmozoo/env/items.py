@@ -51,6 +51,11 @@ class ItemTables:
         stats[C.RATION, :, 7] = 50 + 5 * lv
         self.stats = stats.to(device)
         self.flat_stats = stats.view(T * (L + 1), -1).to(device)
+        stackable = torch.zeros(T, dtype=torch.bool)
+        stackable[list(AMMO)] = True
+        # Observation columns capacity + the 8 stats, as int16, for item_rows.
+        capacity = torch.where(stackable, cfg.stack_capacity, 0)[:, None, None].expand(T, L + 1, 1)
+        self.flat_obs = torch.cat([capacity, stats], -1).view(T * (L + 1), -1).to(torch.int16).to(device)
         self.levels = L + 1
         slot = torch.full((T,), -1, dtype=torch.int64)
         slot[C.HAT], slot[C.TOP], slot[C.BOTTOM] = HAT_SLOT, TOP_SLOT, BOTTOM_SLOT
@@ -213,12 +218,21 @@ def in_combat(s: WorldState, P: int, ticks: int = 3) -> torch.Tensor:
 
 
 def item_rows(t: ItemTables, cfg: EnvConfig, typ, lvl, qty, ids, owner, equipped, price):
-    """Item observation rows ``[..., 16]`` int16 in the 2.0 column order; empty rows are 0."""
-    typ = typ.long()
-    st = stats_of(t, typ, lvl)
-    cols = torch.stack([ids, typ.int(), owner.int(), lvl, t.capacity[typ], qty], -1)
-    rows = torch.cat([cols.int(), st, torch.stack([equipped.int(), price], -1).int()], -1)
-    return (rows * (typ > 0)[..., None]).clamp_(-32768, 32767).to(torch.int16)
+    """Item observation rows ``[..., 16]`` int16 in the 2.0 column order; empty rows are 0
+    (an empty slot has type, level, quantity, id and price 0)."""
+    out = torch.empty(*typ.shape, C.NUM_ITEM_COLUMNS, dtype=torch.int16, device=typ.device)
+    key = typ.long() * t.levels + lvl.long().clamp(0, t.levels - 1)
+    looked = t.flat_obs.index_select(0, key.reshape(-1)).view(*typ.shape, -1)
+    out[..., 4] = looked[..., 0]
+    out[..., 6:14] = looked[..., 1:]
+    out[..., 0] = ids.clamp(max=32767)
+    out[..., 1] = typ
+    out[..., 2] = owner * (typ > 0)
+    out[..., 3] = lvl
+    out[..., 5] = qty
+    out[..., 14] = equipped
+    out[..., 15] = price
+    return out
 
 
 def refresh_equipment(s: WorldState, cfg: EnvConfig, t: ItemTables, rows: Rows) -> None:

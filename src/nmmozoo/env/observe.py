@@ -83,11 +83,13 @@ class Observer:
         cols = [s.ent_id, s.npc_type, s.row, s.col, s.damage, s.time_alive, s.freeze,
                 s.item_level, s.attacker_id, s.latest_combat_tick, s.message, s.gold,
                 s.health, s.food, s.water]
-        base = torch.stack([x.to(torch.int32) for x in cols], -1)
-        skills = torch.stack([s.level, s.exp], -1).view(B, E, 2 * C.NUM_SKILLS)
         table = torch.zeros(B, E + 1, C.NUM_ENTITY_COLUMNS, dtype=torch.int16, device=s.device)
-        table[:, :E] = torch.cat([base, skills], -1).clamp_(-32768, 32767).to(torch.int16)
-        table[:, :E] *= s.alive[..., None]  # dead slots read as empty
+        body = table[:, :E]
+        for k, x in enumerate(cols):
+            body[..., k] = x.clamp(-32768, 32767) if k == C.COL["gold"] else x
+        body[..., len(cols)::2] = s.level
+        body[..., len(cols) + 1::2] = s.exp.clamp(max=32767)
+        body *= s.alive[..., None]  # dead slots read as empty
         return table
 
     def observe(self, s: WorldState, dense: bool = True) -> dict[str, torch.Tensor]:
@@ -106,7 +108,9 @@ class Observer:
         ok = (pd <= cfg.attack_reach) & (pair_ent != me) & ~young
         target_mask = torch.zeros(B * P, K + 1, dtype=torch.bool, device=s.device)
         target_mask[pair_row, pos] = ok
-        target_mask[:, K] = ~target_mask[:, :K].any(-1)
+        n_ok = torch.zeros(B * P, dtype=torch.int32, device=s.device)
+        n_ok.index_add_(0, pair_row, ok.int())
+        target_mask[:, K] = n_ok == 0
         target_mask = target_mask.view(B, P, K + 1)
 
         r, c = s.row[:, :P], s.col[:, :P]
@@ -174,7 +178,7 @@ class Observer:
         listed = rows >= 0
         m_type, m_level, m_qty, m_price = (flat(x) * listed for x in
                                           (s.inv_type, s.inv_level, s.inv_quantity, s.inv_price))
-        market_obs = I.item_rows(t, cfg, m_type, m_level, m_qty, flat(s.inv_id),
+        market_obs = I.item_rows(t, cfg, m_type, m_level, m_qty, flat(s.inv_id) * listed,
                                  s.ent_id[:, :P].gather(1, seller), torch.zeros_like(listed), m_price)
 
         exists = s.inv_type > 0
