@@ -31,3 +31,9 @@ def tile_at(material: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> tor
 
 def chebyshev(r1, c1, r2, c2):
     return torch.maximum((r1 - r2).abs(), (c1 - c2).abs())
+
+
+def bool_full(*shape: int, value: bool, device=None) -> torch.Tensor:
+    """A bool tensor filled with ``value``; filled as bytes, which is several times faster on
+    the CPU than filling a bool tensor."""
+    return torch.full(shape, int(value), dtype=torch.uint8, device=device).view(torch.bool)

@@ -23,7 +23,7 @@ from . import constants as C
 from . import items as I
 from . import market
 from .config import EnvConfig
-from .grid import passable_table, tile_at
+from .grid import bool_full, passable_table, tile_at
 from .state import WorldState
 
 FAR = -10000  # coordinate given to dead entities so that no one sees them
@@ -106,7 +106,7 @@ class Observer:
         me = pair_row % P
         young = (s.time_alive[:, :P].reshape(-1)[pair_row] < cfg.spawn_immunity) & (pair_ent < P)
         ok = (pd <= cfg.attack_reach) & (pair_ent != me) & ~young
-        target_mask = torch.zeros(B * P, K + 1, dtype=torch.bool, device=s.device)
+        target_mask = bool_full(B * P, K + 1, value=False, device=s.device)
         target_mask[pair_row, pos] = ok
         n_ok = torch.zeros(B * P, dtype=torch.int32, device=s.device)
         n_ok.index_add_(0, pair_row, ok.int())
@@ -115,7 +115,7 @@ class Observer:
 
         r, c = s.row[:, :P], s.col[:, :P]
         nbr = tile_at(s.material, r[..., None] + self.deltas[:, 0], c[..., None] + self.deltas[:, 1])
-        move_mask = torch.ones(B, P, C.NUM_MOVES, dtype=torch.bool, device=s.device)
+        move_mask = bool_full(B, P, C.NUM_MOVES, value=True, device=s.device)
         move_mask[..., :4] = self.passable[nbr] & alive[..., None]
 
         if cfg.item_system:
@@ -128,7 +128,7 @@ class Observer:
             "mask": alive,
             "position": torch.stack([r, c], -1).to(torch.int16) * alive[..., None],
             "move_mask": move_mask,
-            "style_mask": torch.ones(B, P, 3, dtype=torch.bool, device=s.device),
+            "style_mask": bool_full(B, P, 3, value=True, device=s.device),
             "target_mask": target_mask,
         }
         if dense:
@@ -197,7 +197,7 @@ class Observer:
         gold = s.gold[:, :P]
 
         def target_mask(cond: torch.Tensor) -> torch.Tensor:
-            m = torch.zeros(B * P, K + 1, dtype=torch.bool, device=dev)
+            m = bool_full(B * P, K + 1, value=False, device=dev)
             m[pair_row, pos] = same_tile & cond.reshape(-1)[pair_row]
             m[:, K] = True
             return m.view(B, P, K + 1)
@@ -218,7 +218,7 @@ class Observer:
                      & t.stackable[m_type[fb, :L, None].long()]
                      & (s.inv_quantity[fb, fp][:, None, :] + m_qty[fb, :L, None] <= cfg.stack_capacity))
             buy[fb, fp] &= stack.any(-1)
-        buy_mask = torch.zeros(B, P, M + 1, dtype=torch.bool, device=dev)
+        buy_mask = bool_full(B, P, M + 1, value=False, device=dev)
         buy_mask[..., :L] = buy & free[..., None]
         buy_mask[..., M] = True
         return {
@@ -231,7 +231,7 @@ class Observer:
             "give_gold_amount": amount,
             "give_gold_target": target_mask(free & (gold > 0)),
             "sell_item": with_noop(tradable),
-            "sell_price": torch.ones(B, P, cfg.max_price, dtype=torch.bool, device=dev),
+            "sell_price": bool_full(B, P, cfg.max_price, value=True, device=dev),
             "buy_item": buy_mask,
         }
 
