@@ -81,6 +81,7 @@ def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Ten
     pv = valid[:, :P]
     s.exp[:, :P].scatter_add_(2, style[:, :P, None], (pv.int() * cfg.xp_per_attack)[..., None])
     s.events[..., C.EVENT["SCORE_HIT"]] += pv.int()
+    s.hits_by_style.scatter_add_(2, style[:, :P, None], pv.int()[..., None])
     s.damage_dealt += dmg[:, :P].int()
     s.damage_taken += total[:, :P].int()
 
@@ -93,5 +94,14 @@ def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Ten
     npc_victim = killed & ~is_player
     npc_credit.scatter_add_(1, torch.where(npc_victim, killer, E), npc_victim.int())
     s.events[..., C.EVENT["PLAYER_KILL"]] += credit[:, :P]
+    # Typed kill counts for the tasks: by victim kind (player 0, NPC 1) and victim level
+    # (an NPC's level; a player's highest combat level).
+    by_player = killed & (killer >= 0) & (killer < P)
+    if bool(by_player.any()):
+        b, v = by_player.nonzero(as_tuple=True)
+        L = s.kills.shape[-1] - 1
+        vlevel = torch.where(v < P, s.level[b, v, :3].amax(-1), s.npc_level[b, v]).clamp(0, L)
+        s.kills.index_put_((b, killer[b, v], (v >= P).long(), vlevel.long()),
+                           torch.ones_like(b, dtype=s.kills.dtype), accumulate=True)
     s.events[..., C.EVENT["NPC_KILL"]] += npc_credit[:, :P]
     return valid, killer

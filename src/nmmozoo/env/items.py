@@ -22,6 +22,7 @@ from .config import EnvConfig
 from .state import WorldState
 
 GOLD_IN, GOLD_OUT, ITEMS_IN, ITEMS_OUT = range(4)
+HARVESTED, CONSUMED, LISTED, BOUGHT = range(4)  # kinds of state.item_events
 HAT_SLOT, TOP_SLOT, BOTTOM_SLOT, HELD_SLOT, AMMO_SLOT = range(5)
 ARMOUR = (C.HAT, C.TOP, C.BOTTOM)
 WEAPONS = {C.SPEAR: C.MELEE, C.BOW: C.RANGE, C.WAND: C.MAGE}
@@ -210,6 +211,13 @@ def destroy(s: WorldState, inv, mask: torch.Tensor) -> None:
     clear(inv, mask)
 
 
+def count_items(s: WorldState, kind: int, b, p, typ, lvl, n) -> None:
+    """Add ``n`` to the typed item counter ``kind`` of players ``(b, p)``."""
+    L = s.item_events.shape[-1] - 1
+    s.item_events.index_put_((b, p, torch.full_like(b, kind), typ.long(), lvl.long().clamp(0, L)),
+                             n.to(s.item_events.dtype), accumulate=True)
+
+
 def in_combat(s: WorldState, P: int, ticks: int = 3) -> torch.Tensor:
     """2.0: fewer than ``ticks`` (``combat_status_ticks``) since the last attack made or
     received; the attack's tick is recorded as the tick after it."""
@@ -284,6 +292,7 @@ def use(s: WorldState, cfg: EnvConfig, t: ItemTables, slot: torch.Tensor, busy: 
         f[r.b, r.p] = torch.where(eat, (f[r.b, r.p] + restore[:, 7]).clamp(max=cfg.resource_base),
                                   f[r.b, r.p])
     s.events[r.b, r.p, C.EVENT["CONSUME_ITEM"]] += eat.int()
+    count_items(s, CONSUMED, r.b, r.p, typ, lvl, eat.int())
     destroy(s, r, onehot_slot(t, j, eat))
     r.write(s)
     refresh_equipment(s, cfg, t, r)
@@ -412,6 +421,8 @@ def sell(s, cfg, t, item, price_idx, busy) -> None:
     if not len(r):
         return
     m = onehot_slot(t, j, torch.ones_like(j, dtype=torch.bool))
+    count_items(s, LISTED, r.b, r.p, gather_slot(r.inv_type, j), gather_slot(r.inv_level, j),
+                gather_slot(r.inv_quantity, j))
     r.inv_price.copy_(torch.where(m, (price_idx[r.b, r.p] + 1).int()[:, None], r.inv_price))
     r.inv_listed_tick.copy_(torch.where(m, s.tick[r.b].int()[:, None], r.inv_listed_tick))
     r.write(s)

@@ -34,6 +34,7 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
     inherited.scatter_add_(1, heir, gold)
     s.gold.masked_fill_(dead, 0)
     s.gold += inherited[:, :E]
+    s.gold_earned += inherited[:, :P]
     s.ledger[:, I.GOLD_OUT] += (gold * ~has_killer).sum(1)
     looted = torch.zeros(B, E + 1, dtype=torch.int32, device=dev)
     looted.scatter_add_(1, heir, (has_killer & (gold > 0)).int())

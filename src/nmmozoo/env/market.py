@@ -57,10 +57,14 @@ def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows:
         b, p = (win & (rank == r)).nonzero(as_tuple=True)
         moved[b, p] = I.transfer(s, cfg, t, b, seller[b, p], sj[b, p], p)
     pay = price * moved
+    b, p = moved.nonzero(as_tuple=True)
+    I.count_items(s, I.BOUGHT, b, p, typ[b, p], lvl[b, p], qty[b, p])
+    s.gold_spent += pay
     s.gold[:, :P] -= pay
     earned = torch.zeros_like(s.gold[:, :P])
     earned.scatter_add_(1, seller, pay)
     s.gold[:, :P] += earned
+    s.gold_earned += earned
     s.events[..., C.EVENT["BUY_ITEM"]] += moved.int()
     sales = torch.zeros_like(earned)
     sales.scatter_add_(1, seller, moved.int())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from .config import EnvConfig
-from .constants import NUM_EVENTS, NUM_SKILLS
+from .constants import NUM_EVENTS, NUM_ITEM_TYPES, NUM_SKILLS
 
 NEVER = 32767  # int16 sentinel tick: a depleted tile with no respawn pending
 
@@ -78,6 +78,13 @@ class WorldState:
     damage_taken: torch.Tensor    # int32 [B, P]: total damage received since the reset
     died_tick: torch.Tensor       # int32 [B, P]: tick of death, -1 while alive
     last_moves: torch.Tensor      # int64 [B, P, 8]: the last 8 move directions (reward shaping)
+    # --- typed counters since the reset, read by the task predicates [B, P, ...] ---
+    item_events: torch.Tensor     # int32 [B, P, 4, item types, levels]: harvested, consumed,
+                                  # listed, bought quantities by item type and level
+    hits_by_style: torch.Tensor   # int32 [B, P, 3]: executed attacks per combat style
+    kills: torch.Tensor           # int32 [B, P, 2, levels]: kills of players / NPCs by level
+    gold_earned: torch.Tensor     # int32 [B, P]: gold from sales and loot
+    gold_spent: torch.Tensor      # int32 [B, P]: gold paid for purchases
 
     @classmethod
     def empty(cls, cfg: EnvConfig, num_maps: int, device: torch.device | str,
@@ -114,6 +121,9 @@ class WorldState:
             events=i32(B, P, NUM_EVENTS), event_totals=i32(B, P, NUM_EVENTS),
             farthest=i32(B, P), damage_dealt=i32(B, P), damage_taken=i32(B, P),
             died_tick=i32(B, P) - 1, last_moves=i64(B, P, 8) + 4,
+            item_events=i32(B, P, 4, NUM_ITEM_TYPES, cfg.max_item_level + 1),
+            hits_by_style=i32(B, P, 3), kills=i32(B, P, 2, cfg.max_item_level + 1),
+            gold_earned=i32(B, P), gold_spent=i32(B, P),
         )
 
     def tensors(self):

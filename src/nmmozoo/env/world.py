@@ -201,6 +201,9 @@ class World:
             level = torch.where(held.any(-1), (1 + tool_level).clamp(max=cfg.max_item_level), 1)
             got = items.create(s, cfg, it, who, self.drop_item[skill], level)
             s.events[..., C.EVENT["HARVEST_ITEM"]] += got.int()
+            b, p = got.nonzero(as_tuple=True)
+            items.count_items(s, items.HARVESTED, b, p, self.drop_item[skill][b, p], level[b, p],
+                              torch.ones_like(b))
             rare = self.rare_item[skill]
             lucky = got & (rare > 0) & (torch.rand(who.shape, generator=self.gen, device=s.device)
                                          < cfg.rare_drop_probability)
