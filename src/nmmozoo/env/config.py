@@ -135,6 +135,16 @@ class EnvConfig:
     num_entity_obs: int = 100
     """Entity rows observed per agent (nearest first, self included)."""
 
+    # --- tasks ------------------------------------------------------------------------------------------
+    tasks: str = "curriculum"
+    """Tasks handed to agents at reset: ``curriculum`` (the shipped training curriculum),
+    ``heldout`` (the 63 evaluation tasks), ``none``, or the path of a YAML/JSON task file."""
+    task_assignment: str = "auto"
+    """``sample`` by weight, ``schedule`` (every task in turn, equally often), or ``auto``:
+    schedule for ``heldout``, sample otherwise."""
+    team_size: int = 1
+    """Agents per team (consecutive ids); a task with subject ``team`` reads the whole team."""
+
     # --- items, gold, market -----------------------------------------------------------------------------
     item_system: bool = True
     """Items, equipment, harvest drops, gifts, Destroy, the market and item loot (2.0's
@@ -249,6 +259,11 @@ def _validate(c: EnvConfig) -> None:
     _check(1 <= c.max_price <= 32767, "max_price", "in [1, 32767]", c.max_price)
     _check(1 <= c.stack_capacity <= 32767, "stack_capacity", "in [1, 32767]", c.stack_capacity)
     _check(1 <= c.max_item_level <= 99, "max_item_level", "in [1, 99]", c.max_item_level)
+    _check(c.task_assignment in ("auto", "sample", "schedule"), "task_assignment",
+           "'auto', 'sample' or 'schedule'", c.task_assignment)
+    _check(isinstance(c.tasks, str) and c.tasks != "", "tasks",
+           "'curriculum', 'heldout', 'none' or a task file path", c.tasks)
+    _check(1 <= c.team_size <= c.num_agents, "team_size", f"in [1, num_agents={c.num_agents}]", c.team_size)
     _check(c.inventory_slots <= 254, "inventory_slots", "≤ 254", c.inventory_slots)
     _check(c.resource_base >= 1 and c.health_max >= 1, "resource_base", "≥ 1", c.resource_base)
 

@@ -73,6 +73,15 @@ class NMMOEnv(EnvBase):
             "inventory": Unbounded(shape=(*BP, cfg.inventory_slots, C.NUM_ITEM_COLUMNS), dtype=i16,
                                    device=dev),
         }
+        if self.world.tasks is not None:
+            D = self.world.task_embeddings.shape[1]
+            agents["task_progress"] = Bounded(0.0, 1.0, shape=BP, device=dev)
+            agents["task_completed"] = Categorical(2, shape=BP, dtype=torch.bool, device=dev)
+            if self.obs_mode == "dense":
+                agents["task"] = Unbounded(shape=(*BP, D), dtype=torch.float16, device=dev)
+            else:
+                agents["task_id"] = Bounded(0, len(self.world.tasks.specs) - 1, shape=BP,
+                                            dtype=torch.int64, device=dev)
         root = {"tick": Unbounded(shape=(B, 1), dtype=torch.int64, device=dev),
                 "market": Unbounded(shape=(B, cfg.market_size, C.NUM_ITEM_COLUMNS), dtype=i16,
                                     device=dev)}
@@ -150,6 +159,13 @@ class NMMOEnv(EnvBase):
         }
         if with_reward:
             agents["reward"] = w.reward[..., None]
+        if w.tasks is not None:
+            agents["task_progress"] = w.tasks.progress.clone()
+            agents["task_completed"] = w.tasks.completed.clone()
+            if self.obs_mode == "dense":
+                agents["task"] = w.task_embeddings[w.tasks.task_id]
+            else:
+                agents["task_id"] = w.tasks.task_id.clone()
         root = {"tick": w.state.tick[:, None].clone(), "done": map_done.clone(), "market": obs["market"],
                 "terminated": w.terminated[:, None].clone(), "truncated": w.truncated[:, None].clone()}
         if self.obs_mode == "dense":

@@ -45,8 +45,28 @@ class World:
         self.ring = ring.to(self.device)  # spawn tiles of players [R, 2]
         self._eval_cursor = 0
         self.reward = torch.zeros(num_maps, cfg.num_agents, device=self.device)
+        self.tasks, self.task_embeddings = self._make_tasks()
         self.terminated = torch.zeros(num_maps, dtype=torch.bool, device=self.device)
         self.truncated = torch.zeros(num_maps, dtype=torch.bool, device=self.device)
+
+    def _make_tasks(self):
+        cfg = self.cfg
+        if cfg.tasks == "none":
+            return None, None
+        from ..tasks import TaskEngine, heldout_tasks, training_curriculum
+        from ..tasks.embeddings import TaskEmbeddings
+
+        if cfg.tasks == "curriculum":
+            specs = training_curriculum()
+        elif cfg.tasks == "heldout":
+            specs = heldout_tasks()
+        else:
+            specs = training_curriculum(cfg.tasks)
+        schedule = (cfg.task_assignment == "schedule"
+                    or (cfg.task_assignment == "auto" and cfg.tasks == "heldout"))
+        engine = TaskEngine(cfg, specs, self.num_maps, self.device, schedule)
+        table = TaskEmbeddings()(specs).to(self.device, torch.float16)
+        return engine, table
 
     def seed(self, seed: int) -> None:
         self.gen.manual_seed(int(seed))
@@ -108,6 +128,8 @@ class World:
             res.scatter_(1, chosen, True)
             s.resilient[idx, :P] = res
         npc.spawn(s, cfg, self.gen, self.passable, maps=maps)
+        if self.tasks is not None:
+            self.tasks.assign(idx, self.gen)
         self.reward[idx] = 0
         self.terminated[idx] = False
         self.truncated[idx] = False
@@ -170,6 +192,8 @@ class World:
             items.expire(s, cfg)
         s.tick += 1
         self.reward = -died.float()
+        if self.tasks is not None:
+            self.reward += self.tasks.step(self)
         n_alive = s.alive[:, :P].sum(1)
         self.terminated = n_alive == 0
         self.truncated = ~self.terminated & (
