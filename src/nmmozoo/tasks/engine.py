@@ -164,7 +164,7 @@ class TaskEngine:
         reward = torch.where((kind == KIND_HOLD) & held_done & open_, 1.0, reward)
         reward = torch.where((kind == KIND_ONGOING) | open_, reward, 0.0)
         done_now = open_ & (((kind != KIND_HOLD) & (prog >= 1)) | held_done)
-        self.completed_tick = torch.where(done_now, s.tick[:, None] + 1, self.completed_tick)
+        self.completed_tick = torch.where(done_now, s.tick[:, None], self.completed_tick)
         self.completed |= done_now
         self.progress = prog
         return reward * alive
