@@ -27,9 +27,9 @@ def _sync(device: str) -> None:
 
 
 def run(preset: str, maps: int, device: str, ticks: int, warmup: int, obs_mode: str, seed: int,
-        episode_ticks: int, item_system: bool):
+        episode_ticks: int, item_system: bool, tasks: str):
     env = nmmozoo.make_env(preset, num_maps=maps, device=device, seed=seed, obs_mode=obs_mode,
-                           item_system=item_system)
+                           item_system=item_system, tasks=tasks)
     td = env.reset()
     alive, dt, dt_sample = 0.0, 0.0, 0.0
     for i in range(warmup + ticks):
@@ -62,21 +62,26 @@ def main() -> None:
     ap.add_argument("--episode-ticks", type=int, default=20)
     ap.add_argument("--items", nargs="*", default=["on", "off"], choices=["on", "off"],
                     help="item system (items, market, gifts) on, off, or both")
+    ap.add_argument("--tasks", nargs="*", default=["curriculum"],
+                    help="task sets to run with: curriculum, heldout, none, or a task file")
     a = ap.parse_args()
     devices = a.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, preset {a.preset}")
     print("env: agent-steps/s of the env step alone; +sampling: with drawing the random masked")
     print("actions of all 12 heads (a policy's work, here a uniform sampler)")
-    print(f"{'device':>6} {'items':>5} {'obs':>8} {'maps':>5} {'env':>12} {'+sampling':>12} "
-          f"{'env ms/tick':>11} {'alive':>6}")
+    print(f"{'device':>6} {'tasks':>10} {'items':>5} {'obs':>8} {'maps':>5} {'env':>12} "
+          f"{'+sampling':>12} {'env ms/tick':>11} {'alive':>6}")
     for device in devices:
-        for items in a.items:
-            for mode in a.obs_mode:
-                for maps in a.maps:
-                    sps, sps_all, tick, alive = run(a.preset, maps, device, a.ticks, a.warmup, mode,
-                                                    a.seed, a.episode_ticks, items == "on")
-                    print(f"{device:>6} {items:>5} {mode:>8} {maps:>5} {sps:>12,.0f} {sps_all:>12,.0f} "
-                          f"{tick * 1e3:>11.2f} {alive:>6.0%}", flush=True)
+        for tasks in a.tasks:
+            for items in a.items:
+                for mode in a.obs_mode:
+                    for maps in a.maps:
+                        sps, sps_all, tick, alive = run(a.preset, maps, device, a.ticks, a.warmup,
+                                                        mode, a.seed, a.episode_ticks,
+                                                        items == "on", tasks)
+                        print(f"{device:>6} {tasks[:10]:>10} {items:>5} {mode:>8} {maps:>5} "
+                              f"{sps:>12,.0f} {sps_all:>12,.0f} {tick * 1e3:>11.2f} {alive:>6.0%}",
+                              flush=True)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,7 @@ def progress(sb, spec, slot=0):
     eng = TaskEngine(sb.cfg, [spec], 1, "cpu", schedule=True)
     eng.assign(torch.tensor([0]), sb.world.gen)
     sb.world.observe()
-    alive = sb.s.alive[:, :sb.P]
-    return round(float(eng._evaluate(Context(sb.world, eng.team), alive)[0, slot]), 5)
+    return round(float(eng._evaluate(Context(sb.world, eng.team))[0, slot]), 5)
 
 
 def test_every_base_predicate_is_registered():

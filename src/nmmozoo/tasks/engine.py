@@ -84,7 +84,7 @@ class TaskEngine:
             members[t, :len(m)] = m
         self.members = members.to(dev)
         self._cursor = 0
-        self._present: list[list[int]] = [[] for _ in range(K)]
+        self._groups: list = []
 
     # --- assignment ---------------------------------------------------------------------------------
     def assign(self, idx: torch.Tensor, gen: torch.Generator) -> None:
@@ -103,55 +103,65 @@ class TaskEngine:
         for f, v in ((self.best, 0), (self.progress, 0), (self.held, 0), (self.completed, False),
                      (self.completed_tick, -1)):
             f[idx] = v
-        used = self.pred[self.task_id]  # [B, P, K]
-        self._present = [[int(x) for x in used[..., k].unique().tolist() if x >= 0]
-                         for k in range(MAX_CLAUSES)]
+        self._prepare()
 
     # --- evaluation ----------------------------------------------------------------------------------
-    def _evaluate(self, ctx: Context, alive: torch.Tensor) -> torch.Tensor:
-        B, P = alive.shape
-        K = MAX_CLAUSES
+    def _prepare(self) -> None:
+        """Group every agent's clauses by predicate type, with their arguments and subject
+        members, once per assignment: tasks do not change within an episode."""
+        B, P = self.task_id.shape
+        tid = self.task_id.view(-1)
+        groups = []
+        for k in range(MAX_CLAUSES):
+            pk = self.pred[tid, k]
+            order = torch.argsort(pk, stable=True)
+            counts = torch.bincount(pk + 1, minlength=len(PRED_NAMES) + 1).tolist()
+            start = counts[0]  # -1: no k-th clause
+            for pid, n in enumerate(counts[1:]):
+                if n == 0:
+                    continue
+                rows = order[start:start + n]
+                start += n
+                b, p = torch.div(rows, P, rounding_mode="floor"), rows % P
+                t = tid[rows]
+                pred = PREDICATES[PRED_NAMES[pid]]
+                args = self.args[t, k]
+                a = {name: args[:, j:j + 1] for j, (name, _, _) in enumerate(pred.args)}
+                team = self.is_team[t]
+                who = torch.where(team[:, None], self.members[self.team[b, p]], -1)
+                who[:, 0] = torch.where(team, who[:, 0], p)
+                if not bool(team.any()):
+                    who = who[:, :1]
+                groups.append((k, pred, b, p, a, who, who >= 0, self.neg[t, k]))
+        self._groups = groups
+
+    def _evaluate(self, ctx: Context) -> torch.Tensor:
+        """Progress in [0, 1] of every agent's task ``[B, P]`` (dead agents included)."""
         tid = self.task_id
         is_or = self.is_or[tid]
-        clause = torch.where(is_or, 0.0, 1.0)[..., None].repeat(1, 1, K)  # identity of and / or
-        for k in range(K):
-            pk = self.pred[tid, k]
-            for pid in self._present[k]:
-                b, p = ((pk == pid) & alive).nonzero(as_tuple=True)
-                if not b.numel():
-                    continue
-                prog = self._clause(ctx, PREDICATES[PRED_NAMES[pid]], b, p, tid[b, p], k)
-                clause[b, p, k] = torch.where(self.neg[tid[b, p], k], 1 - prog, prog)
+        clause = torch.where(is_or, 0.0, 1.0)[..., None].repeat(1, 1, MAX_CLAUSES)
+        for k, pred, b, p, a, who, valid, neg in self._groups:
+            m = pred.measure(ctx, b[:, None], who, a) * valid
+            if pred.combine == "sum":
+                prog = m.sum(-1) / a[pred.goal][:, 0].clamp_min(1)
+            elif pred.combine == "members":
+                prog = (m >= 1).sum(-1).float() / a["num_agent"][:, 0].clamp_min(1)
+            elif pred.combine == "any":
+                prog = (m > 0).any(-1).float()
+            elif pred.combine == "all":
+                prog = ((m > 0) | ~valid).all(-1).float()
+            else:  # self
+                prog = m[:, 0]
+            prog = prog.clamp(0, 1)
+            clause[b, p, k] = torch.where(neg, 1 - prog, prog)
         return torch.where(is_or, clause.amax(-1), clause.amin(-1))
-
-    def _clause(self, ctx, pred, b, p, tid, k) -> torch.Tensor:
-        args = self.args[tid, k]
-        a = {name: args[:, j:j + 1] for j, (name, _, _) in enumerate(pred.args)}
-        team = self.is_team[tid]
-        who = torch.where(team[:, None], self.members[self.team[b, p]], -1)
-        who[:, 0] = torch.where(team, who[:, 0], p)
-        if not bool(team.any()):
-            who = who[:, :1]
-        valid = who >= 0
-        m = pred.measure(ctx, b[:, None], who, a) * valid
-        if pred.combine == "sum":
-            prog = m.sum(-1) / a[pred.goal][:, 0].clamp_min(1)
-        elif pred.combine == "members":
-            prog = (m >= 1).sum(-1).float() / a["num_agent"][:, 0].clamp_min(1)
-        elif pred.combine == "any":
-            prog = (m > 0).any(-1).float()
-        elif pred.combine == "all":
-            prog = ((m > 0) | ~valid).all(-1).float()
-        else:  # self
-            prog = m[:, 0]
-        return prog.clamp(0, 1)
 
     def step(self, world) -> torch.Tensor:
         """Evaluate every live agent's task on the state after the tick; returns the task
         reward ``[B, P]`` and updates progress and completion."""
         s, P = world.state, self.cfg.num_agents
         alive = s.alive[:, :P]
-        prog = self._evaluate(Context(world, self.team), alive) * alive
+        prog = self._evaluate(Context(world, self.team)) * alive
         tid = self.task_id
         kind = self.kind[tid]
         open_ = alive & ~self.completed
@@ -159,10 +169,9 @@ class TaskEngine:
         self.best = torch.maximum(self.best, prog)
         self.held = torch.where(alive & (prog >= 1), self.held + 1, 0)
         held_done = (kind == KIND_HOLD) & (self.held >= self.hold[tid])
-        reward = torch.where(kind == KIND_PROGRESS, gain, 0.0)
-        reward = torch.where(kind == KIND_ONGOING, prog, reward)
-        reward = torch.where((kind == KIND_HOLD) & held_done & open_, 1.0, reward)
-        reward = torch.where((kind == KIND_ONGOING) | open_, reward, 0.0)
+        is_p, is_o, is_h = kind == KIND_PROGRESS, kind == KIND_ONGOING, kind == KIND_HOLD
+        reward = gain * is_p + prog * is_o + (is_h & held_done & open_).float()
+        reward = reward * (is_o | open_)
         done_now = open_ & (((kind != KIND_HOLD) & (prog >= 1)) | held_done)
         self.completed_tick = torch.where(done_now, s.tick[:, None], self.completed_tick)
         self.completed |= done_now
