@@ -1,0 +1,1 @@
+"""Pretrained checkpoints of the zoo: ``index.yaml`` and the safetensors files it names."""

@@ -1,0 +1,1 @@
+"""Model specs of the zoo (YAML files beside this one), shipped as package data."""

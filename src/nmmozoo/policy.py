@@ -1,0 +1,273 @@
+"""Policies assembled from model specs: encoders → fusion → memory → decoder, plus a value
+head, reading the env's TensorDict and writing masked multi-head actions.
+
+    policy = nmmozoo.create_policy("baseline", env=env)
+    td = policy.act(td)            # ("agents","action",<head>), log-prob, value
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tensordict import TensorDictBase
+from torch import nn
+
+from . import nn as _components  # noqa: F401 - registers the components
+from .env import constants as C
+from .env.config import EnvConfig, make_config
+from .env.observe import expand_observation
+from .env.torchrl_env import ACTION_HEADS, head_sizes
+from .nn.registry import SpecError, build
+
+STREAMS = ("tile", "entity", "inventory", "market", "task")
+
+
+# --- specs -------------------------------------------------------------------------------------------
+def _spec_files() -> dict[str, Any]:
+    root = resources.files("nmmozoo.models")
+    return {p.name[:-5]: p for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def _read_yaml(path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path.name}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path.name}: a model spec is a mapping")
+    return data
+
+
+def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
+    """Registered model names (specs and their variants, e.g. ``baseline_tiny``)."""
+    names = []
+    for base, path in _spec_files().items():
+        names.append(base)
+        names += [f"{base}_{v}" for v in (_read_yaml(path).get("variants") or {})]
+    if pretrained:
+        from .hub import pretrained_index
+
+        names = [n for n in names if n in pretrained_index()]
+    return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
+
+
+def _set_path(spec: dict, dotted: str, value: Any) -> None:
+    node = spec
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+    node[keys[-1]] = value
+
+
+def resolve_spec(name_or_spec: str | dict | Path, **overrides) -> dict:
+    """A full spec from a model name, a YAML path or a dict, with dotted overrides
+    (``hidden=64``, ``**{"encoders.tile.embed_dim": 16}``)."""
+    if isinstance(name_or_spec, dict):
+        spec = copy.deepcopy(name_or_spec)
+    else:
+        files = _spec_files()
+        key = str(name_or_spec)
+        if Path(key).suffix in (".yaml", ".yml") and Path(key).exists():
+            spec = _read_yaml(Path(key))
+        elif key in files:
+            spec = _read_yaml(files[key])
+        else:
+            base, _, variant = key.rpartition("_")
+            if base in files and variant in (_read_yaml(files[base]).get("variants") or {}):
+                spec = _read_yaml(files[base])
+                for k, v in spec["variants"][variant].items():
+                    _set_path(spec, k, v)
+                spec["name"] = key
+            else:
+                raise SpecError(f"unknown model {key!r}; registered: {list_models()}")
+    spec.pop("variants", None)
+    for k, v in overrides.items():
+        _set_path(spec, k, v)
+    required = ("name", "hidden", "encoders", "fusion", "memory", "decoder", "value")
+    missing = [k for k in required if k not in spec]
+    if missing:
+        raise SpecError(f"{spec.get('name', 'spec')}: missing {missing}")
+    unknown = set(spec) - {*required, "restrictions", "init", "description"}
+    if unknown:
+        raise SpecError(f"{spec['name']}: unknown field(s) {sorted(unknown)}")
+    if not isinstance(spec["hidden"], int) or spec["hidden"] < 1:
+        raise SpecError(f"{spec['name']}.hidden: expected a positive integer, got {spec['hidden']!r}")
+    return spec
+
+
+def env_sizes(env=None, config: EnvConfig | None = None, task_dim: int | None = None) -> dict:
+    """The observation and action sizes a policy is built for (from an env, or a config)."""
+    if env is not None:
+        config = env.config
+        if task_dim is None:
+            emb = env.world.task_embeddings
+            task_dim = 0 if emb is None else int(emb.shape[1])
+    config = config or make_config()
+    if task_dim is None:
+        from .tasks.embeddings import TaskEmbeddings
+
+        task_dim = TaskEmbeddings().dim
+    return {"window": config.window, "map_size": config.map_size, "entity_cols": C.NUM_ENTITY_COLUMNS,
+            "inventory_slots": config.inventory_slots, "market_size": config.market_size,
+            "num_agents": config.num_agents, "task_dim": int(task_dim),
+            "head_sizes": head_sizes(config)}
+
+
+# --- the network ---------------------------------------------------------------------------------------
+class Policy(nn.Module):
+    """One model of the zoo. ``forward`` maps the env's TensorDict to masked logits per head,
+    the value and the next memory state."""
+
+    def __init__(self, spec: dict, sizes: dict):
+        super().__init__()
+        self.spec, self.sizes = spec, sizes
+        H = spec["hidden"]
+        ctx = {"hidden": H, **{k: v for k, v in sizes.items()}, "streams": len(STREAMS),
+               "rows": sizes["inventory_slots"]}
+        enc = spec["encoders"]
+        if not isinstance(enc, dict):
+            raise SpecError(f"{spec['name']}.encoders: expected a mapping")
+        for key in ("tile", "entity", "item", "inventory", "market", "task"):
+            if key not in enc:
+                raise SpecError(f"{spec['name']}.encoders: missing {key!r}")
+        unknown = set(enc) - {"tile", "entity", "item", "inventory", "market", "task"}
+        if unknown:
+            raise SpecError(f"{spec['name']}.encoders: unknown stream(s) {sorted(unknown)}")
+        p = spec["name"]
+        self.tile = build("tile", enc["tile"], f"{p}.encoders.tile", ctx)
+        self.entity = build("entity", enc["entity"], f"{p}.encoders.entity", ctx)
+        self.item = build("item", enc["item"], f"{p}.encoders.item", ctx)
+        self.inventory = build("pool", enc["inventory"], f"{p}.encoders.inventory", ctx)
+        self.market = build("pool", enc["market"], f"{p}.encoders.market",
+                            {**ctx, "rows": sizes["market_size"]})
+        self.task = build("task", enc["task"], f"{p}.encoders.task", ctx) if sizes["task_dim"] else None
+        self.fusion = build("fusion", spec["fusion"], f"{p}.fusion", ctx)
+        self.memory = build("memory", spec["memory"], f"{p}.memory", ctx)
+        self.decoder = build("decoder", spec["decoder"], f"{p}.decoder", ctx)
+        self.value = build("value", spec["value"], f"{p}.value", ctx)
+        restr = spec.get("restrictions") or []
+        if not isinstance(restr, list):
+            raise SpecError(f"{p}.restrictions: expected a list")
+        self.restrictions = [build("restriction", r, f"{p}.restrictions[{i}]", ctx)
+                             for i, r in enumerate(restr)]
+        if spec.get("init") == "orthogonal":
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Conv2d)):
+                    nn.init.orthogonal_(m.weight, gain=2 ** 0.5)
+                    nn.init.zeros_(m.bias)
+        elif spec.get("init") not in (None, "default"):
+            raise SpecError(f"{p}.init: expected 'default' or 'orthogonal', got {spec.get('init')!r}")
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- inputs ----------------------------------------------------------------------------------------
+    def _inputs(self, td: TensorDictBase):
+        agents = td.get("agents")
+        lead = agents.batch_size  # [..., B, P]
+        P = lead[-1]
+        if "entity" not in agents.keys():  # compact observations: expand here
+            tile, entity = expand_observation(
+                td.get("material").reshape(-1, *td.get("material").shape[-2:]),
+                td.get("entity_table").reshape(-1, *td.get("entity_table").shape[-2:]),
+                agents.get("position").reshape(-1, P, 2), agents.get("entity_index").reshape(-1, P,
+                agents.get("entity_index").shape[-1]), agents.get("mask").reshape(-1, P),
+                self.sizes["window"] // 2)
+        else:
+            tile, entity = agents.get("tile"), agents.get("entity")
+        N = lead.numel()
+        flat = lambda x: x.reshape(N, *x.shape[len(lead):])  # noqa: E731
+        market = td.get("market")
+        market = market.reshape(-1, *market.shape[-2:])
+        task = agents.get("task", None)
+        return lead, flat(tile), flat(entity), flat(agents.get("inventory")), market, \
+            None if task is None else flat(task), flat
+
+    def forward(self, td: TensorDictBase) -> dict[str, Any]:
+        lead, tile, entity, inventory, market, task, flat = self._inputs(td)
+        P = lead[-1]
+        N = tile.shape[0]
+        agent_id = (torch.arange(N, device=tile.device) % P) + 1
+        ent_rows, me = self.entity(entity, agent_id)
+        inv_rows = self.item(inventory)
+        inv_mask = inventory[..., 1] > 0
+        mk_rows = self.item(market)  # per map, never per agent
+        mk_mask = market[..., 1] > 0
+        mk = self.market(mk_rows, mk_mask)  # [G, H]
+        streams = [self.tile(tile), me, self.inventory(inv_rows, inv_mask),
+                   mk.repeat_interleave(P, 0)]
+        if self.task is not None:
+            if task is None:
+                raise ValueError(f"model {self.name!r} was built for task embeddings of size "
+                                 f"{self.sizes['task_dim']}, but the input has no ('agents','task')")
+            streams.append(self.task(task))
+        else:
+            streams.append(torch.zeros_like(me))
+        x = self.fusion(streams)
+        state = None
+        if self.memory.layers:
+            agents = td.get("agents")
+            st = agents.get("recurrent_state", None)
+            state = None if st is None else flat(st)
+            reset = flat(agents.get("is_init")).reshape(N) if "is_init" in agents.keys() else \
+                torch.zeros(N, dtype=torch.bool, device=x.device)
+            x, state = self.memory(x, state, reset)
+        logits = self.decoder(x, {"entity": ent_rows, "inventory": inv_rows, "market": mk_rows}, P)
+        masks = {h: flat(td.get(("agents", "action_mask", h))) for h in ACTION_HEADS}
+        for r in self.restrictions:
+            masks = r(masks, entity)
+        neg = torch.finfo(x.dtype).min
+        logits = {h: logits[h].masked_fill(~masks[h], neg) for h in ACTION_HEADS}
+        out = {"logits": {h: v.reshape(*lead, -1) for h, v in logits.items()},
+               "value": self.value(x).reshape(lead)}
+        if state is not None:
+            out["recurrent_state"] = state.reshape(*lead, *state.shape[1:])
+        return out
+
+    # --- acting --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
+        """Sample masked actions for every head into ``td`` (in place), with the summed
+        log-probability ``("agents","action_log_prob")`` and ``("agents","state_value")``."""
+        out = self(td)
+        logp = 0
+        for h, lg in out["logits"].items():
+            dist = torch.distributions.Categorical(logits=lg)
+            a = lg.argmax(-1) if deterministic else dist.sample()
+            td.set(("agents", "action", h), a)
+            logp = logp + dist.log_prob(a)
+        td.set(("agents", "action_log_prob"), logp)
+        td.set(("agents", "state_value"), out["value"])
+        if "recurrent_state" in out:
+            td.set(("next", "agents", "recurrent_state"), out["recurrent_state"])
+        return td
+
+
+def create_policy(name_or_spec: str | dict | Path, env=None, pretrained: bool = False,
+                  task_dim: int | None = None, config: EnvConfig | None = None, **overrides) -> Policy:
+    """Build a model of the zoo for ``env`` (or a config; ``task_dim`` sets the task
+    embedding size, e.g. 4096 as in 2023). ``pretrained`` loads the weights of the
+    checkpoint of that name; ``overrides`` replace spec fields (``hidden=64``)."""
+    spec = resolve_spec(name_or_spec, **overrides)
+    policy = Policy(spec, env_sizes(env, config, task_dim))
+    if pretrained:
+        from .hub import load_pretrained
+
+        src = load_pretrained(spec["name"])
+        policy.load_state_dict(src.state_dict(), strict=True)
+    return policy
+
+
+def spec_json(policy: Policy) -> str:
+    return json.dumps(policy.spec, sort_keys=True)
