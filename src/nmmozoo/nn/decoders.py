@@ -6,7 +6,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..env.torchrl_env import ACTION_HEADS
 from .registry import register
+
+
+def _ordered(head_sizes: dict) -> dict:
+    """Heads in the env's order, whatever order the sizes came in (stable weights layout)."""
+    return {h: head_sizes[h] for h in ACTION_HEADS if h in head_sizes}
 
 POINTER = {"attack_target": "entity", "give_target": "entity", "give_gold_target": "entity",
            "use_item": "inventory", "destroy_item": "inventory", "give_item": "inventory",
@@ -35,7 +41,7 @@ class PointerDecoder(nn.Module):
 
     def __init__(self, hidden: int, head_sizes: dict):
         super().__init__()
-        self.sizes = dict(head_sizes)
+        self.sizes = _ordered(head_sizes)
         self.layers = nn.ModuleDict({h: nn.Linear(hidden, hidden if h in POINTER else n)
                                      for h, n in self.sizes.items()})
 
@@ -57,7 +63,7 @@ class LinearDecoder(nn.Module):
 
     def __init__(self, hidden: int, head_sizes: dict):
         super().__init__()
-        self.layers = nn.ModuleDict({h: nn.Linear(hidden, n) for h, n in head_sizes.items()})
+        self.layers = nn.ModuleDict({h: nn.Linear(hidden, n) for h, n in _ordered(head_sizes).items()})
 
     def forward(self, x, rows, agents_per_map):
         return {h: layer(x) for h, layer in self.layers.items()}

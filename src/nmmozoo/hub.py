@@ -1,0 +1,170 @@
+"""Pretrained policies: safetensors weights with the model spec, the env sizes, the recipe
+and the package version in the file's metadata; a name index with hashes.
+
+``checkpoints/index.yaml`` maps a name to ``{file | url, sha256}``. Loading checks the hash
+of every indexed file (and of every download), loads strictly, and refuses a damaged file, a
+hash mismatch or a spec mismatch with a :class:`HubError`. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .policy import Policy, create_policy
+
+CACHE = Path(os.environ.get("NMMOZOO_CACHE", Path.home() / ".cache" / "nmmozoo"))
+
+
+class HubError(RuntimeError):
+    """A checkpoint that cannot be used; the message says which and why."""
+
+
+def sha256_of(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pretrained_index() -> dict[str, dict[str, Any]]:
+    """The shipped index (``checkpoints/index.yaml``): name -> {file | url, sha256, ...}."""
+    root = resources.files("nmmozoo.checkpoints")
+    index = root / "index.yaml"
+    if not index.is_file():
+        return {}
+    data = yaml.safe_load(index.read_text()) or {}
+    if not isinstance(data, dict):
+        raise HubError("checkpoints/index.yaml: expected a mapping of names")
+    return data
+
+
+def save_pretrained(policy: Policy, path: str | Path, recipe: dict | None = None) -> Path:
+    """Write the policy's weights and what rebuilds it (spec, sizes, recipe, version) to
+    ``path`` (``.safetensors``), atomically: a failed write leaves no partial file."""
+    from safetensors.torch import save_file
+
+    from . import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"nmmozoo_spec": json.dumps(policy.spec, sort_keys=True),
+            "nmmozoo_sizes": json.dumps(policy.sizes, sort_keys=True),
+            "nmmozoo_recipe": json.dumps(recipe or {}, sort_keys=True, default=str),
+            "nmmozoo_version": __version__, "format": "pt"}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _download(url: str, sha256: str | None) -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    name = sha256 or hashlib.sha256(url.encode()).hexdigest()
+    dest = CACHE / f"{name}.safetensors"
+    if dest.exists() and (sha256 is None or sha256_of(dest) == sha256):
+        return dest
+    fd, tmp = tempfile.mkstemp(dir=CACHE, suffix=".part")
+    os.close(fd)
+    try:
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
+                shutil.copyfileobj(r, f)
+        except OSError as e:
+            raise HubError(f"could not download {url}: {e}") from None
+        got = sha256_of(tmp)
+        if sha256 is not None and got != sha256:
+            raise HubError(f"hash mismatch for {url}: expected sha256 {sha256}, got {got}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _resolve(source: str | Path) -> tuple[Path, str | None]:
+    """(local file, expected sha256 or None) for a name, a path or a URL."""
+    src = str(source)
+    index = pretrained_index()
+    if src in index:
+        entry = index[src]
+        sha = entry.get("sha256")
+        if "file" in entry:
+            path = Path(str(resources.files("nmmozoo.checkpoints") / entry["file"]))
+            if not path.exists():
+                raise HubError(f"checkpoint {src!r}: file {entry['file']!r} is missing")
+            return path, sha
+        if "url" in entry:
+            return _download(entry["url"], sha), sha
+        raise HubError(f"checkpoint {src!r}: index entry needs 'file' or 'url'")
+    scheme = urllib.parse.urlparse(src).scheme
+    if scheme in ("http", "https", "file"):
+        return _download(src, None), None
+    path = Path(src)
+    if path.exists():
+        return path, None
+    raise HubError(f"no checkpoint {src!r}: not a pretrained name ({sorted(index)}), a file "
+                   "or a URL")
+
+
+def load_pretrained(source: str | Path, map_location: str | torch.device = "cpu",
+                    sha256: str | None = None) -> Policy:
+    """A ready policy from a pretrained name, a ``.safetensors`` path or a URL."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path, expected = _resolve(source)
+    expected = sha256 or expected
+    if expected is not None:
+        got = sha256_of(path)
+        if got != expected:
+            raise HubError(f"hash mismatch for {path}: expected sha256 {expected}, got {got}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise HubError(f"{path} is not a readable safetensors checkpoint (damaged or "
+                       f"truncated?): {e}") from None
+    if "nmmozoo_spec" not in meta:
+        raise HubError(f"{path} has no nmmozoo model spec in its metadata")
+    try:
+        spec, sizes = json.loads(meta["nmmozoo_spec"]), json.loads(meta["nmmozoo_sizes"])
+        policy = Policy(spec, sizes)
+    except Exception as e:  # noqa: BLE001 - any failure to rebuild is one clear error
+        raise HubError(f"{path}: the model spec in its metadata does not build: {e}") from None
+    missing, unexpected = _compare(policy.state_dict(), state)
+    if missing or unexpected:
+        raise HubError(f"{path}: weights do not match the spec {spec.get('name')!r}: "
+                       f"missing {missing[:5]}, unexpected or mis-shaped {unexpected[:5]}")
+    policy.load_state_dict(state, strict=True)
+    policy.recipe = json.loads(meta.get("nmmozoo_recipe", "{}"))
+    return policy.to(map_location)
+
+
+def _compare(expected: dict, got: dict) -> tuple[list[str], list[str]]:
+    missing = [k for k in expected if k not in got]
+    bad = [k for k in got if k not in expected or tuple(got[k].shape) != tuple(expected[k].shape)]
+    return missing, bad
+
+
+__all__ = ["HubError", "load_pretrained", "pretrained_index", "save_pretrained", "sha256_of",
+           "create_policy"]
