@@ -1,0 +1,231 @@
+"""The model zoo: every registered model builds, runs and acts validly on both presets; golden
+outputs; the 2023 baseline's layer shapes; spec errors; the hub's save/load and its refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import nmmozoo
+from nmmozoo.env import ACTION_HEADS
+from nmmozoo.hub import HubError, load_pretrained, save_pretrained, sha256_of
+from nmmozoo.nn.registry import SpecError, list_components
+from nmmozoo.policy import create_policy, list_models, resolve_spec
+
+GOLDEN = Path(__file__).parent / "golden" / "zoo.json"
+MODELS = list_models()
+
+
+@pytest.fixture(scope="module")
+def tiny_batch():
+    env = nmmozoo.make_env("tiny", num_maps=2, seed=0)
+    td = env.reset()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        nmmozoo.env.random_actions(td, gen)
+        _, td = env.step_and_maybe_reset(td)
+    return env, td
+
+
+@pytest.fixture(scope="module")
+def competition_batch():
+    env = nmmozoo.make_env("competition2023", num_maps=1, seed=0)
+    td = env.reset()
+    nmmozoo.env.random_actions(td)
+    _, td = env.step_and_maybe_reset(td)
+    return env, td
+
+
+def _check_actions(td):
+    for h in ACTION_HEADS:
+        a = td["agents", "action", h]
+        m = td["agents", "action_mask", h]
+        assert m.gather(-1, a[..., None]).all(), h
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_model_builds_and_acts(name, tiny_batch, competition_batch):
+    for env, td in (tiny_batch, competition_batch):
+        if not name.endswith("_tiny") and env.config.num_agents == 16:
+            continue  # full models on the competition batch; tiny ones on both
+        torch.manual_seed(0)
+        policy = create_policy(name, env=env)
+        td = td.clone()
+        policy.act(td)
+        _check_actions(td)
+        assert torch.isfinite(td["agents", "action_log_prob"]).all()
+        assert td["agents", "state_value"].shape == td["agents", "mask"].shape
+
+
+def _fingerprint(name, env, td):
+    torch.manual_seed(0)
+    policy = create_policy(name, env=env)
+    with torch.no_grad():
+        out = policy(td.clone())
+    value = out["value"]
+    move = out["logits"]["move"].softmax(-1)
+    return {"value_sum": float(value.sum()), "value_0": float(value.flatten()[0]),
+            "move_prob_0": [round(float(x), 6) for x in move.flatten(0, -2)[0]],
+            "params": policy.num_parameters()}
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m.endswith("_tiny")])
+def test_golden_outputs(name, tiny_batch):
+    """Pins each tiny model's output on a fixed input (same seed, same observation)."""
+    env, td = tiny_batch
+    got = _fingerprint(name, env, td)
+    golden = json.loads(GOLDEN.read_text())
+    assert name in golden, f"no golden entry for {name}: run tests/golden/make_golden.py"
+    want = golden[name]
+    assert got["params"] == want["params"]
+    assert got["value_sum"] == pytest.approx(want["value_sum"], rel=1e-4, abs=1e-4)
+    assert got["value_0"] == pytest.approx(want["value_0"], rel=1e-4, abs=1e-5)
+    assert got["move_prob_0"] == pytest.approx(want["move_prob_0"], abs=1e-5)
+
+
+def test_baseline_has_the_2023_layer_shapes():
+    p = create_policy("baseline", task_dim=4096)
+    shapes = {k: tuple(v.shape) for k, v in p.state_dict().items()}
+    assert shapes["tile.fc.weight"] == (256, 968)  # 8 channels x 11 x 11
+    assert shapes["tile.conv1.weight"] == (32, 96, 3, 3)
+    assert shapes["entity.player_fc.weight"] == (256, 992)  # 31 attributes x 32
+    assert shapes["entity.agent_fc.weight"] == (256, 992)
+    assert shapes["item.fc.weight"] == (256, 76)  # 2 x 32 embedded + 12 numeric
+    assert shapes["inventory.fc.weight"] == (256, 12 * 256)
+    assert shapes["task.fc.weight"] == (256, 4096)
+    assert shapes["fusion.proj.weight"] == (256, 1280)
+    assert shapes["value.fc.weight"] == (1, 256)
+    assert 3.4e6 < p.num_parameters() < 4.2e6
+
+
+def test_compact_observations_give_the_same_outputs():
+    dense = nmmozoo.make_env("tiny", num_maps=2, seed=4)
+    compact = nmmozoo.make_env("tiny", num_maps=2, seed=4, obs_mode="compact")
+    td_d, td_c = dense.reset(), compact.reset()
+    td_c["agents", "task"] = compact.world.task_embeddings[td_c["agents", "task_id"]]
+    torch.manual_seed(0)
+    p = create_policy("baseline_tiny", env=dense)
+    a, b = p(td_d), p(td_c)
+    assert torch.allclose(a["value"], b["value"], atol=1e-5)
+
+
+def test_market_is_encoded_once_per_map(tiny_batch, monkeypatch):
+    env, td = tiny_batch
+    p = create_policy("baseline_tiny", env=env)
+    seen = []
+    orig = p.item.forward
+    monkeypatch.setattr(p.item, "forward", lambda x: (seen.append(tuple(x.shape)), orig(x))[1])
+    p(td)
+    M = env.config.market_size
+    assert (2, M, 16) in seen and all(s[-2] != M or s[0] == 2 for s in seen)
+
+
+def test_lstm_state_travels_and_resets(tiny_batch):
+    env, td = tiny_batch
+    p = create_policy("yaofeng_tiny", env=env)
+    td = td.clone()
+    p.act(td)
+    st = td["next", "agents", "recurrent_state"]
+    assert st.shape[-3:] == (2, 2, 16) and st.abs().sum() > 0
+    td["agents", "recurrent_state"] = st
+    a = p(td)["value"]
+    td["agents", "is_init"] = torch.ones_like(td["agents", "mask"])
+    b = p(td)["value"]
+    td["agents", "recurrent_state"] = torch.zeros_like(st)
+    c = p(td)["value"]
+    assert not torch.allclose(a, b) and torch.allclose(b, c)
+
+
+def test_bad_specs_name_the_path():
+    spec = resolve_spec("baseline_tiny")
+    bad = json.loads(json.dumps(spec))
+    bad["encoders"]["tile"]["name"] = "tile_vit"
+    with pytest.raises(SpecError, match=r"baseline_tiny\.encoders\.tile\.name: unknown tile 'tile_vit'"):
+        create_policy(bad, config=nmmozoo.make_config("tiny"))
+    bad = json.loads(json.dumps(spec))
+    bad["encoders"]["tile"]["embed_dimm"] = 4
+    with pytest.raises(SpecError, match=r"encoders\.tile: unknown argument\(s\) \['embed_dimm'\]"):
+        create_policy(bad, config=nmmozoo.make_config("tiny"))
+    bad = json.loads(json.dumps(spec))
+    bad["encoders"]["tile"]["embed_dim"] = "big"
+    with pytest.raises(SpecError, match=r"encoders\.tile\.embed_dim: expected int, got 'big'"):
+        create_policy(bad, config=nmmozoo.make_config("tiny"))
+    bad = json.loads(json.dumps(spec))
+    bad["memory"] = {"name": "lstm", "hidden": 3}
+    with pytest.raises(SpecError, match=r"memory: \['hidden'\] is set by the model"):
+        create_policy(bad, config=nmmozoo.make_config("tiny"))
+    with pytest.raises(SpecError, match="unknown model 'gpt'"):
+        create_policy("gpt")
+
+
+def test_bad_yaml_file(tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text("name: m\nhidden: 8\nencoders: {tile: {name: nope}}\n")
+    with pytest.raises(SpecError, match="missing"):
+        create_policy(str(f))
+    f.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        create_policy(str(f))
+
+
+def test_registry_lists_components():
+    comps = list_components()
+    assert {"tile_embed_cnn", "tile_material_cnn", "tile_resnet", "tile_attn_cnn"} <= set(comps["tile"])
+    assert {"entity_embed", "entity_continuous", "entity_onehot", "entity_attention"} <= set(comps["entity"])
+    assert {"lstm", "none"} <= set(comps["memory"])
+
+
+def test_save_load_round_trip_is_exact(tmp_path, tiny_batch):
+    env, td = tiny_batch
+    torch.manual_seed(1)
+    p = create_policy("takeru_tiny", env=env)
+    path = save_pretrained(p, tmp_path / "m.safetensors", recipe={"lr": 1e-4})
+    q = load_pretrained(path)
+    assert q.spec == p.spec and q.recipe == {"lr": 1e-4}
+    for k, v in p.state_dict().items():
+        assert torch.equal(v, q.state_dict()[k])
+    assert torch.equal(p(td)["value"], q(td)["value"])
+    # URL with its hash.
+    r = load_pretrained(path.as_uri(), sha256=sha256_of(path))
+    assert torch.equal(p(td)["value"], r(td)["value"])
+
+
+def test_damaged_wrong_hash_and_mismatch_are_refused(tmp_path, tiny_batch):
+    env, _ = tiny_batch
+    p = create_policy("baseline_tiny", env=env)
+    path = save_pretrained(p, tmp_path / "m.safetensors")
+    data = path.read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(HubError, match="damaged or truncated"):
+        load_pretrained(cut)
+    with pytest.raises(HubError, match="hash mismatch"):
+        load_pretrained(path, sha256="0" * 64)
+    # Weights of one model under the spec of another.
+    from safetensors.torch import load_file, save_file
+    other = create_policy("takeru_tiny", env=env)
+    meta = {"nmmozoo_spec": json.dumps(other.spec), "nmmozoo_sizes": json.dumps(other.sizes)}
+    wrong = tmp_path / "wrong.safetensors"
+    save_file(load_file(str(path)), str(wrong), metadata=meta)
+    with pytest.raises(HubError, match="do not match the spec 'takeru_tiny'"):
+        load_pretrained(wrong)
+    with pytest.raises(HubError, match="no checkpoint"):
+        load_pretrained(tmp_path / "absent.safetensors")
+
+
+def test_save_is_atomic(tmp_path, monkeypatch, tiny_batch):
+    env, _ = tiny_batch
+    p = create_policy("baseline_tiny", env=env)
+    path = save_pretrained(p, tmp_path / "m.safetensors")
+    before = path.read_bytes()
+    import safetensors.torch as st
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+    monkeypatch.setattr(st, "save_file", boom)
+    with pytest.raises(OSError):
+        save_pretrained(p, path)
+    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
