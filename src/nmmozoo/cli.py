@@ -57,6 +57,22 @@ def _bench(a: argparse.Namespace) -> int:
     return 0
 
 
+def _list(a: argparse.Namespace) -> int:
+    from nmmozoo.nn.registry import REGISTRY
+    from nmmozoo.policy import list_models
+
+    print("models:")
+    pretrained = set(list_models(pretrained=True))
+    for m in list_models(a.pattern):
+        print(f"  {m}{'  (pretrained)' if m in pretrained else ''}")
+    for kind, entries in REGISTRY.items():
+        if entries:
+            print(f"{kind}:")
+            for name, e in sorted(entries.items()):
+                print(f"  {name:<26} {e.doc}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nmmozoo", description="Neural MMO 2 model zoo")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -68,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--obs-mode", default="dense", choices=["dense", "compact"])
     r.set_defaults(func=_rollout)
+    ls = sub.add_parser("list", help="registered models and components")
+    ls.add_argument("pattern", nargs="?", default="*")
+    ls.set_defaults(func=_list)
     b = sub.add_parser("bench", help="env throughput (benchmarks/env_throughput.py)")
     b.add_argument("args", nargs=argparse.REMAINDER)
     b.set_defaults(func=_bench)

@@ -45,7 +45,7 @@ def register(kind: str, name: str):
     def deco(obj):
         if name in REGISTRY[kind]:
             raise ValueError(f"{kind} {name!r} is registered twice")
-        doc = (inspect.getdoc(obj) or "").split("\n")[0]
+        doc = (inspect.getdoc(obj) or "").split("\n\n")[0].replace("\n", " ")
         REGISTRY[kind][name] = Entry(kind, name, obj, doc)
         return obj
 
