@@ -15,7 +15,7 @@ def _rollout(a: argparse.Namespace) -> int:
 
     try:
         env = make_env(a.preset, num_maps=a.maps, device=a.device, seed=a.seed,
-                       obs_mode=a.obs_mode)
+                       obs_mode=a.obs_mode, tasks=a.tasks)
     except (ConfigError, ValueError) as e:
         print(f"nmmozoo rollout: {e}", file=sys.stderr)
         return 2
@@ -38,6 +38,9 @@ def _rollout(a: argparse.Namespace) -> int:
     print(f"{a.preset}: {a.maps} maps x {P} agents, {a.ticks} ticks of random masked actions "
           f"on {a.device} in {dt:.1f}s ({agent_steps / dt:,.0f} agent-steps/s)")
     print(f"episodes ended: {episodes}; alive now: {float(td['agents', 'mask'].float().mean()):.0%}")
+    if env.world.tasks is not None:
+        done = float(env.world.tasks.completed.float().mean())
+        print(f"tasks ({env.config.tasks}) completed in the current episodes: {done:.1%}")
     print("events per agent-tick: " + ", ".join(
         f"{n}={int(v) / agent_steps:.4f}" for n, v in zip(EVENT_NAMES, totals) if v))
     return 0
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--device", default="cpu")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--obs-mode", default="dense", choices=["dense", "compact"])
+    r.add_argument("--tasks", default="curriculum",
+                   help="curriculum, heldout, none, or a task file (YAML/JSON)")
     r.set_defaults(func=_rollout)
     ls = sub.add_parser("list", help="registered models and components")
     ls.add_argument("pattern", nargs="?", default="*")
