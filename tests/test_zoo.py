@@ -19,8 +19,8 @@ GOLDEN = Path(__file__).parent / "golden" / "zoo.json"
 MODELS = list_models()
 
 
-@pytest.fixture(scope="module")
-def tiny_batch():
+def golden_batch():
+    """A fixed tiny-preset observation: seed 0, three ticks of seeded random actions."""
     env = nmmozoo.make_env("tiny", num_maps=2, seed=0)
     td = env.reset()
     gen = torch.Generator().manual_seed(0)
@@ -28,6 +28,11 @@ def tiny_batch():
         nmmozoo.env.random_actions(td, gen)
         _, td = env.step_and_maybe_reset(td)
     return env, td
+
+
+@pytest.fixture(scope="module")
+def tiny_batch():
+    return golden_batch()
 
 
 @pytest.fixture(scope="module")

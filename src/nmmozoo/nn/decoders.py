@@ -45,6 +45,10 @@ class PointerDecoder(nn.Module):
         self.layers = nn.ModuleDict({h: nn.Linear(hidden, hidden if h in POINTER else n)
                                      for h, n in self.sizes.items()})
 
+    def query(self, head: str, layer: nn.Module, x: torch.Tensor, rows) -> torch.Tensor:
+        """The query a pointer head dots with its rows."""
+        return layer(x)
+
     def forward(self, x, rows, agents_per_map):
         out = {}
         for h, layer in self.layers.items():
@@ -53,7 +57,7 @@ class PointerDecoder(nn.Module):
             elif POINTER[h] == "market":
                 out[h] = _market_pointer(layer(x), rows["market"], agents_per_map)
             else:
-                out[h] = _pointer(layer(x), rows[POINTER[h]])
+                out[h] = _pointer(self.query(h, layer, x, rows), rows[POINTER[h]])
         return out
 
 
@@ -78,15 +82,7 @@ class CrossAttentionDecoder(PointerDecoder):
         self.attn = nn.ModuleDict({k: nn.MultiheadAttention(hidden, heads, batch_first=True)
                                    for k in ("entity", "inventory")})
 
-    def forward(self, x, rows, agents_per_map):
-        ctx = {k: self.attn[k](x[:, None], rows[k], rows[k], need_weights=False)[0][:, 0]
-               for k in self.attn}
-        out = {}
-        for h, layer in self.layers.items():
-            if h not in POINTER:
-                out[h] = layer(x)
-            elif POINTER[h] == "market":
-                out[h] = _market_pointer(layer(x), rows["market"], agents_per_map)
-            else:
-                out[h] = _pointer(layer(x + ctx[POINTER[h]]), rows[POINTER[h]])
-        return out
+    def query(self, head, layer, x, rows):
+        kind = POINTER[head]
+        ctx = self.attn[kind](x[:, None], rows[kind], rows[kind], need_weights=False)[0][:, 0]
+        return layer(x + ctx)
