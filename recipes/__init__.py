@@ -1,0 +1,1 @@
+"""Training recipes (YAML files beside this one), shipped as package data."""

@@ -1,0 +1,148 @@
+"""Training recipes: a model, env settings, reward terms and PPO hyper-parameters, as YAML
+(``recipes/<name>.yaml``). This module loads and validates them and builds their env (with
+the reward-shaping transform) and policy; the trainer reads the ``ppo`` and ``trainer``
+sections."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torchrl.envs import TransformedEnv
+
+from .env import make_env
+from .env.config import ConfigError
+from .nn.registry import SpecError
+from .policy import create_policy
+from .rewards import RewardShaping
+
+def _shipped() -> dict[str, Path]:
+    from importlib import resources
+
+    root = resources.files("nmmozoo.recipes")
+    return {p.name[:-5]: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def list_recipes() -> list[str]:
+    return sorted(_shipped())
+
+SECTIONS = ("model", "env", "rewards", "ppo", "trainer", "description")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyper-parameters of a recipe (every field documented where the 2023 sources set it)."""
+
+    lr: float = 1.5e-4
+    """Adam learning rate (annealed linearly to 0 when ``anneal_lr``)."""
+    anneal_lr: bool = True
+    gamma: float = 0.99
+    """Discount."""
+    gae_lambda: float = 0.95
+    """GAE λ."""
+    clip: float = 0.1
+    """PPO ratio clip."""
+    clip_value: bool = True
+    """Clip the value loss like the ratio."""
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    epochs: int = 3
+    """Passes over each rollout."""
+    rollout_steps: int = 32768
+    """Agent-steps collected per update."""
+    minibatch_steps: int = 4096
+    """Agent-steps per minibatch."""
+    bptt: int = 8
+    """Sequence length for recurrent models."""
+    normalize_advantages: bool = True
+    total_steps: int = 10_000_000
+    """Agent-steps of the whole run."""
+
+
+def _check_section(recipe: dict, key: str, kind: type, path: str) -> None:
+    if key in recipe and not isinstance(recipe[key], kind):
+        raise SpecError(f"{path}: '{key}' must be a {kind.__name__}")
+
+
+def load_recipe(source: str | Path | dict, overrides: dict | None = None) -> dict:
+    """A validated recipe from a name (``recipes/<name>.yaml``), a path or a dict;
+    ``overrides`` use dotted keys (``{"ppo.lr": 1e-4}``)."""
+    if isinstance(source, dict):
+        recipe, path = dict(source), "recipe"
+    else:
+        p = Path(source)
+        if not p.exists() and str(source) in _shipped():
+            p = _shipped()[str(source)]
+        if not p.exists():
+            raise SpecError(f"recipe {str(source)!r} not found (a path, or one of {list_recipes()})")
+        try:
+            recipe = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise SpecError(f"{p}: not valid YAML: {e}") from None
+        path = p.name
+    if not isinstance(recipe, dict):
+        raise SpecError(f"{path}: a recipe is a mapping")
+    for k, v in (overrides or {}).items():
+        node = recipe
+        parts = k.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = v
+    unknown = set(recipe) - set(SECTIONS)
+    if unknown:
+        raise SpecError(f"{path}: unknown section(s) {sorted(unknown)}; sections: {list(SECTIONS)}")
+    if "model" not in recipe:
+        raise SpecError(f"{path}: missing 'model'")
+    _check_section(recipe, "env", dict, path)
+    _check_section(recipe, "rewards", list, path)
+    _check_section(recipe, "ppo", dict, path)
+    _check_section(recipe, "trainer", dict, path)
+    ppo_fields = {f.name: f for f in dataclasses.fields(PPOConfig)}
+    for k, v in (recipe.get("ppo") or {}).items():
+        if k not in ppo_fields:
+            raise SpecError(f"{path}: ppo.{k} is not a PPO setting; known: {sorted(ppo_fields)}")
+        default = ppo_fields[k].default
+        ok = (isinstance(v, bool) if isinstance(default, bool) else
+              isinstance(v, int) and not isinstance(v, bool) if isinstance(default, int) else
+              isinstance(v, (int, float)) and not isinstance(v, bool))
+        if not ok:
+            raise SpecError(f"{path}: ppo.{k} expected {type(default).__name__}, got {v!r}")
+    recipe["_path"] = path
+    return recipe
+
+
+def ppo_config(recipe: dict) -> PPOConfig:
+    return PPOConfig(**(recipe.get("ppo") or {}))
+
+
+def make_recipe_env(recipe: dict, **env_overrides: Any):
+    """The recipe's env (``env`` section, then ``env_overrides``) with its reward shaping."""
+    env_cfg = dict(recipe.get("env") or {})
+    env_cfg.update(env_overrides)
+    preset = env_cfg.pop("preset", "competition2023")
+    num_maps = env_cfg.pop("num_maps", 8)
+    device = env_cfg.pop("device", "cpu")
+    seed = env_cfg.pop("seed", 0)
+    obs_mode = env_cfg.pop("obs_mode", "dense")
+    try:
+        env = make_env(preset, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
+                       **env_cfg)
+    except ConfigError as e:
+        raise SpecError(f"{recipe.get('_path', 'recipe')}: env: {e}") from None
+    return TransformedEnv(env, RewardShaping(recipe.get("rewards") or [],
+                                             f"{recipe.get('_path', 'recipe')}.rewards"))
+
+
+def make_recipe_policy(recipe: dict, env):
+    model = recipe["model"]
+    base = env.base_env if isinstance(env, TransformedEnv) else env
+    if isinstance(model, dict) and "name" in model and len(model) > 1 and "encoders" not in model:
+        name = model["name"]
+        overrides = {k: v for k, v in model.items() if k != "name"}
+        return create_policy(name, env=base, **overrides)
+    return create_policy(model if not isinstance(model, dict) or "encoders" in model
+                         else model["name"], env=base)
