@@ -185,6 +185,9 @@ class RewardShaping(Transform):
         self._before: TensorDictBase | None = None
 
     def _reset(self, tensordict, tensordict_reset):
+        if self.terms:  # an observation like any other: present after a reset too
+            mask = tensordict_reset.get(("agents", "mask"))
+            tensordict_reset.set(("agents", "env_reward"), torch.zeros(*mask.shape, 1, device=mask.device))
         reset = tensordict.get("_reset", None) if tensordict is not None else None
         if self._before is None or reset is None:
             self._before = tensordict_reset.select(("agents", "stats"), ("agents", "mask"),
