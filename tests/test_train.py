@@ -28,3 +28,25 @@ def test_ppo_updates_change_the_policy():
     changed = sum(not torch.equal(a, b) for a, b in zip(before, m.policy.parameters()))
     assert changed > len(before) // 2
     m.on_train_end()
+
+
+def test_fit_command_checkpoints_resumes_and_exports(tmp_path):
+    import nmmozoo
+    from nmmozoo.cli import main
+
+    run = tmp_path / "run"
+    args = ["fit", "demo", "--run_dir", str(run), "--num_maps", "1", "--ppo.rollout_steps", "256",
+            "--ppo.minibatch_steps", "256", "--ppo.epochs", "1", "--trainer.enable_progress_bar",
+            "false", "--trainer.checkpoint_every", "1"]
+    assert main(args + ["--trainer.max_steps", "2"]) == 0
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 2 and ckpt["nmmozoo_agent_steps"] == 2 * 256
+    assert main(args + ["--trainer.max_steps", "4", "--ckpt_path", "last"]) == 0
+    ckpt2 = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt2["global_step"] == 4 and ckpt2["nmmozoo_agent_steps"] == 4 * 256
+    # the optimiser state came along (Adam's step count continued)
+    steps = [s["step"] for s in ckpt2["optimizer_states"][0]["state"].values()]
+    assert float(steps[0]) == 4
+    policy = nmmozoo.load_pretrained(run / "policy.safetensors")
+    assert policy.name == "baseline_tiny"
+    assert main(["fit", "demo", "--ppo.lrr", "1"]) == 2

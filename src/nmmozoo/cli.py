@@ -76,6 +76,74 @@ def _list(a: argparse.Namespace) -> int:
     return 0
 
 
+def _value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _fit(a: argparse.Namespace, extra: list[str]) -> int:
+    """``nmmozoo fit [RECIPE] [--section.key value ...] [--trainer.key value ...]``."""
+    import json
+    from pathlib import Path
+
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from nmmozoo.hub import save_pretrained
+    from nmmozoo.nn.registry import SpecError
+    from nmmozoo.recipe import load_recipe
+    from nmmozoo.train import PPOModule
+
+    overrides, trainer_kw = {}, {}
+    it = iter(extra)
+    for tok in it:
+        if not tok.startswith("--") or "." not in tok:
+            print(f"nmmozoo fit: expected --<section>.<key> <value>, got {tok!r}", file=sys.stderr)
+            return 2
+        key = tok[2:]
+        try:
+            val = _value(next(it))
+        except StopIteration:
+            print(f"nmmozoo fit: {tok} needs a value", file=sys.stderr)
+            return 2
+        if key.startswith("trainer."):
+            trainer_kw[key[len("trainer."):]] = val
+        else:
+            overrides[key.removeprefix("model.") if key.startswith("model.ppo.") else key] = val
+    try:
+        recipe = load_recipe(a.recipe, overrides)
+    except SpecError as e:
+        print(f"nmmozoo fit: {e}", file=sys.stderr)
+        return 2
+    if a.print_config:
+        print(json.dumps({k: v for k, v in recipe.items() if not k.startswith("_")}, indent=2))
+        return 0
+    name = Path(str(a.recipe)).stem
+    run = Path(a.run_dir or f"runs/{name}")
+    env_over = {"num_maps": a.num_maps} if a.num_maps else {}
+    module = PPOModule(a.recipe, overrides=overrides, env_overrides=env_over, seed=a.seed)
+    trainer_kw.setdefault("max_steps", module.updates * module.steps_per_update)
+    ckpt = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True,
+                           every_n_train_steps=int(trainer_kw.pop("checkpoint_every", 20)))
+    try:
+        trainer = L.Trainer(default_root_dir=str(run), logger=CSVLogger(str(run), name="logs"),
+                            callbacks=[ckpt], max_epochs=-1, accelerator="cpu",
+                            enable_model_summary=False, **trainer_kw)
+    except TypeError as e:
+        print(f"nmmozoo fit: bad trainer setting: {e}", file=sys.stderr)
+        return 2
+    trainer.fit(module, ckpt_path=a.ckpt_path)
+    out = save_pretrained(module.policy, run / "policy.safetensors",
+                          recipe={k: v for k, v in recipe.items() if not k.startswith("_")})
+    print(f"trained {module.agent_steps:,} agent-steps; policy exported to {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nmmozoo", description="Neural MMO 2 model zoo")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -95,6 +163,35 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="env throughput (benchmarks/env_throughput.py)")
     b.add_argument("args", nargs=argparse.REMAINDER)
     b.set_defaults(func=_bench)
+    f = sub.add_parser("fit", help="train a recipe with PPO (Lightning over TorchRL)")
+    f.add_argument("recipe", nargs="?", default="demo", help="recipe name or YAML path")
+    f.add_argument("--ckpt_path", default=None, help="resume: 'last' or a .ckpt path")
+    f.add_argument("--print_config", action="store_true", help="print the merged recipe")
+    f.add_argument("--run_dir", default=None)
+    f.add_argument("--num_maps", type=int, default=None)
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=None)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "fit":
+        # Dotted recipe/trainer overrides are open-ended: split them off by hand.
+        known, extra, rest = [], [], argv[1:]
+        flags = {"--ckpt_path", "--run_dir", "--num_maps", "--seed"}
+        i = 0
+        while i < len(rest):
+            tok = rest[i]
+            if tok in flags:
+                known += rest[i:i + 2]
+                i += 2
+            elif tok in ("--print_config", "-h", "--help"):
+                known.append(tok)
+                i += 1
+            elif tok.startswith("--"):
+                extra += rest[i:i + 2]
+                i += 2
+            else:
+                known.append(tok)
+                i += 1
+        return _fit(f.parse_args(known), extra)
     a = ap.parse_args(argv)
     return a.func(a)
 

@@ -66,6 +66,8 @@ class PPOModule(L.LightningModule):
         self.maps, self.agents = base.batch_size[0], base.config.num_agents
         self.ticks = max(1, self.cfg.rollout_steps // (self.maps * self.agents))
         self.updates = max(1, self.cfg.total_steps // (self.ticks * self.maps * self.agents))
+        self.steps_per_update = self.cfg.epochs * -(-(self.maps * self.ticks) //
+                                                    max(1, self.cfg.minibatch_steps // self.agents))
         self.automatic_optimization = False
         self._collector = None
         self.agent_steps = 0
@@ -145,6 +147,12 @@ class PPOModule(L.LightningModule):
                     "env_agent_steps_per_s": steps / max(t_env, 1e-9),
                     "train_agent_steps_per_s": steps / max(dt, 1e-9)})
         return log, steps / max(dt, 1e-9)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["nmmozoo_agent_steps"] = self.agent_steps
+
+    def on_load_checkpoint(self, checkpoint):
+        self.agent_steps = checkpoint.get("nmmozoo_agent_steps", 0)
 
     def on_train_end(self):
         if self._collector is not None:
