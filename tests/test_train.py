@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from nmmozoo.train import PPOModule
@@ -50,3 +51,18 @@ def test_fit_command_checkpoints_resumes_and_exports(tmp_path):
     policy = nmmozoo.load_pretrained(run / "policy.safetensors")
     assert policy.name == "baseline_tiny"
     assert main(["fit", "demo", "--ppo.lrr", "1"]) == 2
+
+
+@pytest.mark.parametrize("recipe", ["baseline", "takeru", "yaofeng", "saidinesh", "mori", "jimyhzhu", "demo"])
+def test_every_recipe_completes_updates_on_tiny(recipe):
+    from nmmozoo.recipe import load_recipe
+    model = load_recipe(recipe)["model"]
+    model = model if model.endswith("_tiny") else f"{model}_tiny"
+    m = PPOModule(recipe, overrides={"model": model, "ppo.rollout_steps": 256, "ppo.minibatch_steps": 128,
+                                     "ppo.epochs": 1},
+                  env_overrides={"preset": "tiny", "num_maps": 1, "map_pool_size": 4, "num_npcs": 4})
+    opt = torch.optim.Adam(m.policy.parameters(), lr=1e-3)
+    for i in range(2):
+        log, _ = m.update(opt, i)
+        assert torch.isfinite(log["loss"])
+    m.on_train_end()

@@ -60,7 +60,7 @@ class PPOModule(L.LightningModule):
                                 normalize_advantage=False, reduction="none", functional=False)
         self.loss.set_keys(**KEYS)
         self.gae = GAE(gamma=self.cfg.gamma, lmbda=self.cfg.gae_lambda, value_network=self.critic,
-                       average_gae=False)
+                       average_gae=False, deactivate_vmap=True)
         self.gae.set_keys(**{k: v for k, v in KEYS.items() if k not in ("action", "sample_log_prob")})
         base = self.env.base_env
         self.maps, self.agents = base.batch_size[0], base.config.num_agents
