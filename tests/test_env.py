@@ -216,3 +216,10 @@ def test_item_system_off():
         assert td["agents", "inventory"].abs().sum() == 0 and td["market"].abs().sum() == 0
         assert td["agents", "action_mask", "buy_item"].sum(-1).eq(1).all()
         assert td["agents", "action_mask", "buy_item"][..., -1].all()
+
+
+def test_cuda_without_cuda_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")  # the check only matters where it is absent
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        nmmozoo.make_env("tiny", num_maps=1, device="cuda")

@@ -84,7 +84,7 @@ def test_damage_paths_with_equipment(sandbox):
     sb = sandbox()
     a = sb.player(0, sb.c, sb.c)
     b = sb.player(1, sb.c + 1, sb.c)
-    spear = give(sb, a, C.SPEAR, level=1, equipped=True)  # +30 melee
+    give(sb, a, C.SPEAR, level=1, equipped=True)  # +30 melee
     whet = give(sb, a, C.WHETSTONE, level=1, qty=3, equipped=True)  # +30 melee, fired
     give(sb, b, C.HAT, level=1, equipped=True)  # +10 defense
     give(sb, b, C.PICKAXE, level=1, equipped=True)  # +30 defense
@@ -177,7 +177,7 @@ def test_buy_moves_item_and_gold(sandbox):
     sb = sandbox()
     seller = sb.player(0, sb.c, sb.c, gold=1)
     buyer = sb.player(1, sb.c + 5, sb.c, gold=30)
-    j = give(sb, seller, C.POTION, level=2, price=25)
+    give(sb, seller, C.POTION, level=2, price=25)
     obs = sb.world.observe()
     assert obs["buy_item"][0, buyer, 0] and not obs["buy_item"][0, seller, 0]  # own listing
     sb.step(buy_item={buyer: 0})

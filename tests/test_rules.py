@@ -99,7 +99,7 @@ def test_depleted_tiles_regrow_at_their_rate(sandbox):
         sb.s.material[0, r, c] = C.FOLIAGE
     sb.set_tile(*cells[0], C.FOLIAGE)
     # Deplete them all by hand through the harvest tables, as a harvest would.
-    s, t = sb.s, sb.world.harvest_tables
+    s = sb.s
     regrown = []
     idx = torch.tensor([r * sb.cfg.map_size + c for r, c in cells])
     for trial in range(30):

@@ -66,3 +66,9 @@ def test_every_recipe_completes_updates_on_tiny(recipe):
         log, _ = m.update(opt, i)
         assert torch.isfinite(log["loss"])
     m.on_train_end()
+
+
+def test_fit_bad_model_is_a_clear_error(capsys):
+    from nmmozoo.cli import main
+    assert main(["fit", "demo", "--model", "gpt"]) == 2
+    assert "unknown model 'gpt'" in capsys.readouterr().err

@@ -102,8 +102,8 @@ def _fit(a: argparse.Namespace, extra: list[str]) -> int:
     overrides, trainer_kw = {}, {}
     it = iter(extra)
     for tok in it:
-        if not tok.startswith("--") or "." not in tok:
-            print(f"nmmozoo fit: expected --<section>.<key> <value>, got {tok!r}", file=sys.stderr)
+        if not tok.startswith("--"):
+            print(f"nmmozoo fit: expected --<section>[.<key>] <value>, got {tok!r}", file=sys.stderr)
             return 2
         key = tok[2:]
         try:
@@ -126,7 +126,11 @@ def _fit(a: argparse.Namespace, extra: list[str]) -> int:
     name = Path(str(a.recipe)).stem
     run = Path(a.run_dir or f"runs/{name}")
     env_over = {"num_maps": a.num_maps} if a.num_maps else {}
-    module = PPOModule(a.recipe, overrides=overrides, env_overrides=env_over, seed=a.seed)
+    try:
+        module = PPOModule(a.recipe, overrides=overrides, env_overrides=env_over, seed=a.seed)
+    except (SpecError, ValueError) as e:  # bad model, env field, task file or reward term
+        print(f"nmmozoo fit: {e}", file=sys.stderr)
+        return 2
     trainer_kw.setdefault("max_steps", module.updates * module.steps_per_update)
     ckpt = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True,
                            every_n_train_steps=int(trainer_kw.pop("checkpoint_every", 20)))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -267,7 +266,3 @@ def create_policy(name_or_spec: str | dict | Path, env=None, pretrained: bool = 
         src = load_pretrained(spec["name"])
         policy.load_state_dict(src.state_dict(), strict=True)
     return policy
-
-
-def spec_json(policy: Policy) -> str:
-    return json.dumps(policy.spec, sort_keys=True)

@@ -33,12 +33,17 @@ def _stat(td, name):
     return td.get(("agents", "stats"))[..., S[name]].float()
 
 
+def _change(now, before, name, scale=1.0):
+    """Change of a per-agent stat over the tick, divided by ``scale``."""
+    return (_stat(now, name) - _stat(before, name)) / scale
+
+
 @register("reward", "heal")
 class Heal(Term):
     """Baseline: a bonus when health went up this tick."""
 
     def __call__(self, now, before, move, memory):
-        return (_stat(now, "health") > _stat(before, "health")).float()
+        return (_change(now, before, "health") > 0).float()
 
 
 @register("reward", "hp_change")
@@ -46,7 +51,7 @@ class HPChange(Term):
     """Health gained (positive) or lost (negative), per 100 health."""
 
     def __call__(self, now, before, move, memory):
-        return (_stat(now, "health") - _stat(before, "health")) / 100
+        return _change(now, before, "health", 100)
 
 
 @register("reward", "meander")
@@ -101,7 +106,7 @@ class XPChange(Term):
     """Yao Feng: the change of the highest skill's XP, per 100 XP."""
 
     def __call__(self, now, before, move, memory):
-        return (_stat(now, "total_exp") - _stat(before, "total_exp")) / 100
+        return _change(now, before, "total_exp", 100)
 
 
 @register("reward", "damage_dealt")
@@ -109,7 +114,7 @@ class DamageDealt(Term):
     """Yao Feng: damage dealt this tick, per 100."""
 
     def __call__(self, now, before, move, memory):
-        return (_stat(now, "damage_dealt") - _stat(before, "damage_dealt")) / 100
+        return _change(now, before, "damage_dealt", 100)
 
 
 @register("reward", "gold_change")
@@ -117,7 +122,7 @@ class GoldChange(Term):
     """Yao Feng: gold gained or lost this tick."""
 
     def __call__(self, now, before, move, memory):
-        return _stat(now, "gold") - _stat(before, "gold")
+        return _change(now, before, "gold")
 
 
 @register("reward", "defense")

@@ -37,7 +37,7 @@ def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows:
     seller = torch.div(fc, S, rounding_mode="floor")
     flat = lambda x: x.view(B, P * S).gather(1, fc)  # noqa: E731
     price = flat(s.inv_price)
-    typ, lvl, qty, ids = flat(s.inv_type), flat(s.inv_level), flat(s.inv_quantity), flat(s.inv_id)
+    typ, lvl, qty = flat(s.inv_type), flat(s.inv_level), flat(s.inv_quantity)
     me = torch.arange(P, device=s.device)
     ok &= (price > 0) & (seller != me) & (s.gold[:, :P] >= price)
     ok &= I.can_receive(s, t, cfg, typ.long(), lvl, qty)

@@ -32,7 +32,7 @@ FAR = -10000  # coordinate given to dead entities so that no one sees them
 class Observer:
     def __init__(self, cfg: EnvConfig, num_maps: int, device):
         self.cfg = cfg
-        B, P, E, K = num_maps, cfg.num_agents, cfg.num_entities, cfg.num_entity_obs
+        B, E = num_maps, cfg.num_entities
         v = cfg.vision
         off = torch.arange(-v, v + 1, device=device)
         self.win_dr = off[:, None].expand(cfg.window, cfg.window).reshape(-1)
@@ -94,7 +94,7 @@ class Observer:
 
     def observe(self, s: WorldState, dense: bool = True) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        B, P, E, K = s.num_maps, cfg.num_agents, cfg.num_entities, cfg.num_entity_obs
+        B, P, K = s.num_maps, cfg.num_agents, cfg.num_entity_obs
         alive = s.alive[:, :P]
         dist = self.distances(s)
         slots, pair_row, pair_ent, pos, pd = self.visible_rows(s, dist)

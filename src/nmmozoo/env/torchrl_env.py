@@ -46,6 +46,9 @@ class NMMOEnv(EnvBase):
                  obs_mode: str = "dense"):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for, but CUDA is not available here")
         if not isinstance(num_maps, int) or num_maps < 1:
             raise ValueError(f"num_maps must be a positive integer, got {num_maps!r}")
         super().__init__(device=device, batch_size=torch.Size([num_maps]))

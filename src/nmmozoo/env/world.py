@@ -11,7 +11,7 @@ import torch
 
 from . import combat, constants as C, harvest, items, loot, market, movement, npc, progression, survival
 from .config import EnvConfig
-from .grid import chebyshev, passable_table, tile_at
+from .grid import passable_table, tile_at
 from .observe import Observer
 from .state import NEVER, WorldState
 from .terrain import MapPool, chebyshev_from_center

@@ -17,7 +17,7 @@ YAML (a list of these, see ``docs/tasks.md``)::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
