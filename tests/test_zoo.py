@@ -137,11 +137,33 @@ def test_lstm_state_travels_and_resets(tiny_batch):
     assert st.shape[-3:] == (2, 2, 16) and st.abs().sum() > 0
     td["agents", "recurrent_state"] = st
     a = p(td)["value"]
-    td["agents", "is_init"] = torch.ones_like(td["agents", "mask"])
+    td["is_init"] = torch.ones(td.batch_size[0], 1, dtype=torch.bool)
     b = p(td)["value"]
     td["agents", "recurrent_state"] = torch.zeros_like(st)
     c = p(td)["value"]
     assert not torch.allclose(a, b) and torch.allclose(b, c)
+
+
+def test_lstm_sequence_pass_equals_stepping(tiny_batch):
+    """Truncated BPTT's sequence pass gives the same outputs as stepping the memory through
+    the same map-steps, including a reset in the middle of the sequence."""
+    env, td = tiny_batch
+    torch.manual_seed(0)
+    p = create_policy("yaofeng_tiny", env=env)
+    B, T = td.batch_size[0], 4
+    steps, state = [], torch.randn(B, env.config.num_agents, 2, 2, 16)
+    stepped = []
+    for t in range(T):
+        x = td.clone()
+        x["agents", "recurrent_state"] = state
+        x["is_init"] = torch.full((B, 1), t == 2)
+        out = p(x)
+        stepped.append(out["value"])
+        state = out["recurrent_state"]
+        steps.append(x)
+    seq = torch.stack(steps, 1)  # [B, T]
+    out = p(seq, sequence=True)
+    assert torch.allclose(out["value"], torch.stack(stepped, 1), atol=1e-5)
 
 
 def test_bad_specs_name_the_path():

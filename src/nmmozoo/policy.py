@@ -193,7 +193,10 @@ class Policy(nn.Module):
         return lead, flat(tile), flat(entity), flat(agents.get("inventory")), market, \
             None if task is None else flat(task), flat
 
-    def forward(self, td: TensorDictBase) -> dict[str, Any]:
+    def forward(self, td: TensorDictBase, sequence: bool = False) -> dict[str, Any]:
+        """``sequence``: the td's last batch dim before the agents is time (``[n, T]`` map-
+        steps in order), and a recurrent memory runs over it from the state stored at the
+        first step (truncated BPTT); otherwise every map-step is one independent step."""
         lead, tile, entity, inventory, market, task, flat = self._inputs(td)
         P = lead[-1]
         N = tile.shape[0]
@@ -216,12 +219,7 @@ class Policy(nn.Module):
         x = self.fusion(streams)
         state = None
         if self.memory.layers:
-            agents = td.get("agents")
-            st = agents.get("recurrent_state", None)
-            state = None if st is None else flat(st)
-            reset = flat(agents.get("is_init")).reshape(N) if "is_init" in agents.keys() else \
-                torch.zeros(N, dtype=torch.bool, device=x.device)
-            x, state = self.memory(x, state, reset)
+            x, state = self._memory(td, x, lead, flat, sequence)
         logits = self.decoder(x, {"entity": ent_rows, "inventory": inv_rows, "market": mk_rows}, P)
         masks = {h: flat(td.get(("agents", "action_mask", h))) for h in ACTION_HEADS}
         for r in self.restrictions:
@@ -233,6 +231,39 @@ class Policy(nn.Module):
         if state is not None:
             out["recurrent_state"] = state.reshape(*lead, *state.shape[1:])
         return out
+
+    @property
+    def recurrent_shape(self) -> tuple[int, ...] | None:
+        """Per-agent shape of the memory state (``("agents","recurrent_state")``), or None."""
+        if not self.memory.layers:
+            return None
+        return (2, self.memory.layers, self.spec["hidden"])
+
+    def _memory(self, td, x, lead, flat, sequence):
+        """Run the memory. The state is read from ``("agents","recurrent_state")`` (zeros when
+        absent) and zeroed where a map's episode starts (``is_init``, from TorchRL's
+        ``InitTracker``)."""
+        agents = td.get("agents")
+        st = agents.get("recurrent_state", None)
+        init = td.get("is_init", None)
+        reset = (init[..., :1].expand(lead) if init is not None else
+                 torch.zeros(lead, dtype=torch.bool, device=x.device))
+        if not sequence:
+            N = x.shape[0]
+            x, state = self.memory(x, None if st is None else flat(st), reset.reshape(N))
+            return x, state
+        if len(lead) < 3:
+            raise ValueError("sequence=True needs map-steps with a time dim: [..., T, agents]")
+        *rest, T, P = lead
+        n = int(torch.Size(rest).numel())
+        H = x.shape[-1]
+        xs = x.reshape(n, T, P, H).transpose(1, 2).reshape(n * P, T, H)
+        s0 = None if st is None else st.reshape(n, T, P, *st.shape[len(lead):])[:, 0].reshape(
+            n * P, *st.shape[len(lead):])
+        rs = reset.reshape(n, T, P).transpose(1, 2).reshape(n * P, T)
+        out, state = self.memory.sequence(xs, s0, rs)
+        out = out.reshape(n, P, T, H).transpose(1, 2).reshape(-1, H)
+        return out, None
 
     # --- acting --------------------------------------------------------------------------------------
     @torch.no_grad()

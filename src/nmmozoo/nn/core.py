@@ -58,6 +58,9 @@ class NoMemory(nn.Module):
     def forward(self, x, state, reset):
         return x, state
 
+    def sequence(self, x, state, reset):
+        return x, state
+
 
 @register("memory", "lstm")
 class LSTMMemory(nn.Module):
@@ -79,6 +82,15 @@ class LSTMMemory(nn.Module):
         seq = x.dim() == 2
         out, (h, c) = self.lstm(x[:, None] if seq else x, (h, c))
         return (out[:, 0] if seq else out), torch.stack([h.transpose(0, 1), c.transpose(0, 1)], 1)
+
+    def sequence(self, x, state, reset):
+        """Truncated BPTT over ``x`` ``[N, T, H]`` from ``state`` at the first step, zeroing the
+        state at every step where ``reset`` ``[N, T]`` marks an episode start."""
+        outs = []
+        for t in range(x.shape[1]):
+            y, state = self(x[:, t], state, reset[:, t])
+            outs.append(y)
+        return torch.stack(outs, 1), state
 
 
 @register("value", "linear_value")

@@ -20,6 +20,33 @@ ITEM_CONTINUOUS = [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15]  # all but id, type,
 ENTITY_IDS = (C.COL["id"], C.COL["attacker_id"])
 
 
+class _EmbeddingLookup(torch.autograd.Function):
+    """Row lookup whose weight gradient is one ``index_add_`` (on CPU about 4x faster than
+    the sort-based backward of ``F.embedding`` for the millions of small-vocabulary indices
+    the tile and entity encoders look up)."""
+
+    @staticmethod
+    def forward(ctx, weight, index):
+        ctx.save_for_backward(index)
+        ctx.rows = weight.shape[0]
+        return weight[index]
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        out = grad.new_zeros(ctx.rows, grad.shape[-1])
+        return out.index_add_(0, index.reshape(-1), grad.reshape(-1, grad.shape[-1])), None
+
+
+class Embedding(nn.Embedding):
+    """``nn.Embedding`` (same weights and state-dict keys) with the faster CPU backward."""
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        if self.weight.device.type != "cpu" or not torch.is_grad_enabled():
+            return super().forward(index)
+        return _EmbeddingLookup.apply(self.weight, index)
+
+
 def relative_tiles(tile: torch.Tensor, vision: int) -> torch.Tensor:
     """Row/col columns made relative to the window's centre: 0..2·vision."""
     centre = tile[..., (tile.shape[-2] // 2), :2]
@@ -36,7 +63,7 @@ class TileEmbedCNN(nn.Module):
                  out_channels: int = 8):
         super().__init__()
         self.window, self.vision = window, window // 2
-        self.embed = nn.Embedding(256, embed_dim)
+        self.embed = Embedding(256, embed_dim)
         self.conv1 = nn.Conv2d(3 * embed_dim, channels, 3)
         self.conv2 = nn.Conv2d(channels, out_channels, 3)
         side = window - 4
@@ -150,7 +177,7 @@ class EntityEmbed(_EntityBase):
 
     def __init__(self, hidden: int, entity_cols: int, embed_dim: int = 32):
         super().__init__()
-        self.embed = nn.Embedding(256, embed_dim)
+        self.embed = Embedding(256, embed_dim)
         self.player_fc = nn.Linear(entity_cols * embed_dim, hidden)
         self.agent_fc = nn.Linear(entity_cols * embed_dim, hidden)
 
@@ -169,7 +196,7 @@ class EntityContinuous(_EntityBase):
     def __init__(self, hidden: int, entity_cols: int, id_dim: int = 16, id_buckets: int = 512):
         super().__init__()
         self.register_buffer("scale", ENTITY_SCALE[:entity_cols].clone(), persistent=False)
-        self.id_embed = nn.Embedding(id_buckets, id_dim)
+        self.id_embed = Embedding(id_buckets, id_dim)
         self.buckets = id_buckets
         self.mlp = Mlp(entity_cols + 2 * id_dim, hidden, hidden, norm_layer=nn.LayerNorm)
         self.agent_fc = nn.Linear(hidden, hidden)
@@ -233,8 +260,8 @@ class ItemEmbed(nn.Module):
 
     def __init__(self, hidden: int, embed_dim: int = 32):
         super().__init__()
-        self.type_embed = nn.Embedding(256, embed_dim)
-        self.equip_embed = nn.Embedding(256, embed_dim)
+        self.type_embed = Embedding(256, embed_dim)
+        self.equip_embed = Embedding(256, embed_dim)
         self.register_buffer("scale", ITEM_SCALE[ITEM_CONTINUOUS].clone(), persistent=False)
         self.fc = nn.Linear(2 * embed_dim + len(ITEM_CONTINUOUS), hidden)
 

@@ -36,18 +36,45 @@ class MultiHeadCategorical:
         return {h: d.entropy() for h, d in self.dists.items()}
 
 
-class Actor(TensorDictModuleBase):
-    """Samples masked actions; writes ``("agents","action",<head>)`` and the summed
-    ``("agents","sample_log_prob")``. ``get_dist`` serves the PPO loss."""
+class _SharedForward:
+    """The PPO loss asks the actor for its distribution and then the critic for its value on
+    the same minibatch; both come from one trunk, so one forward (and one backward) serves
+    both. The actor leaves its output here keyed by the minibatch's mask tensor (TorchRL's
+    loss passes shallow copies of one TensorDict, which share their tensors)."""
 
-    def __init__(self, policy, in_keys):
+    def __init__(self):
+        self.key, self.out = None, None
+
+    def put(self, td, out):
+        self.key, self.out = td.get(("agents", "mask")), out
+
+    def take(self, td):
+        if self.key is not None and td.get(("agents", "mask"), None) is self.key:
+            out, self.key, self.out = self.out, None, None
+            return out
+        return None
+
+
+class Actor(TensorDictModuleBase):
+    """Samples masked actions; writes ``("agents","action",<head>)``, the summed
+    ``("agents","sample_log_prob")`` and the value ``("agents","state_value")`` (so GAE
+    needs no second pass over the rollout). ``get_dist`` serves the PPO loss; with
+    ``sequence`` the loss's minibatches are ``[n, T]`` sequences (recurrent models)."""
+
+    def __init__(self, policy, in_keys, shared: _SharedForward | None = None, sequence: bool = False):
         super().__init__()
         self.policy = policy
         self.in_keys = list(in_keys)
-        self.out_keys = [("agents", "action", h) for h in ACTION_HEADS] + [("agents", "sample_log_prob")]
+        self.out_keys = ([("agents", "action", h) for h in ACTION_HEADS] +
+                         [("agents", "sample_log_prob"), ("agents", "state_value")])
+        self.shared = shared
+        self.sequence = sequence
 
     def get_dist(self, td: TensorDictBase) -> MultiHeadCategorical:
-        return MultiHeadCategorical(self.policy(td)["logits"])
+        out = self.policy(td, sequence=self.sequence)
+        if self.shared is not None:
+            self.shared.put(td, out)
+        return MultiHeadCategorical(out["logits"])
 
     def forward(self, td: TensorDictBase) -> TensorDictBase:
         out = self.policy(td)
@@ -56,20 +83,27 @@ class Actor(TensorDictModuleBase):
         lead = td.get("agents").batch_size
         td.set(("agents", "action"), TensorDict(action, batch_size=lead))
         td.set(("agents", "sample_log_prob"), dist.log_prob(action).detach())
+        td.set(("agents", "state_value"), out["value"][..., None].detach())
         if "recurrent_state" in out:
             td.set(("next", "agents", "recurrent_state"), out["recurrent_state"].detach())
         return td
 
 
 class Critic(TensorDictModuleBase):
-    """The policy's value head as ``("agents","state_value")`` ``[..., P, 1]``."""
+    """The policy's value head as ``("agents","state_value")`` ``[..., P, 1]`` (reusing the
+    actor's forward on the same minibatch when there is one)."""
 
-    def __init__(self, policy, in_keys):
+    def __init__(self, policy, in_keys, shared: _SharedForward | None = None, sequence: bool = False):
         super().__init__()
         self.policy = policy
         self.in_keys = list(in_keys)
         self.out_keys = [("agents", "state_value")]
+        self.shared = shared
+        self.sequence = sequence
 
     def forward(self, td: TensorDictBase) -> TensorDictBase:
-        td.set(("agents", "state_value"), self.policy(td)["value"][..., None])
+        out = self.shared.take(td) if self.shared is not None else None
+        if out is None:
+            out = self.policy(td, sequence=self.sequence)
+        td.set(("agents", "state_value"), out["value"][..., None])
         return td
