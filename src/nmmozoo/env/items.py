@@ -54,10 +54,16 @@ class ItemTables:
         self.flat_stats = stats.view(T * (L + 1), -1).to(device)
         stackable = torch.zeros(T, dtype=torch.bool)
         stackable[list(AMMO)] = True
-        # Observation columns capacity + the 8 stats, as int16, for item_rows.
         capacity = torch.where(stackable, cfg.stack_capacity, 0)[:, None, None].expand(T, L + 1, 1)
-        self.flat_obs = torch.cat([capacity, stats], -1).view(T * (L + 1), -1).to(torch.int16).to(device)
         self.levels = L + 1
+        # Whole observation rows by (type, level): type, level, capacity and the 8 stats; the
+        # per-item columns (ROW_* below) are left 0 and filled by inventory_rows.
+        row = torch.zeros(T, L + 1, C.NUM_ITEM_COLUMNS, dtype=torch.int32)
+        row[..., 1] = torch.arange(T)[:, None]
+        row[..., 3] = lv
+        row[..., 4] = capacity[..., 0]
+        row[..., 6:14] = stats
+        self.row_table = row.view(T * (L + 1), -1).to(torch.int16).to(device)
         slot = torch.full((T,), -1, dtype=torch.int64)
         slot[C.HAT], slot[C.TOP], slot[C.BOTTOM] = HAT_SLOT, TOP_SLOT, BOTTOM_SLOT
         for t in (*WEAPONS, *TOOLS):
@@ -76,6 +82,8 @@ class ItemTables:
         for t, skill in {**WEAPONS, **AMMO, **TOOLS}.items():
             req[t] = skill
         self.req_skill = req.to(device)
+        # The same as a column of [levels..., highest level] (see item_levels_ok).
+        self.req_col = torch.where(req < 0, C.NUM_SKILLS, req).to(device)
         tool = torch.zeros(C.NUM_SKILLS, dtype=torch.int64)  # skill -> the tool that helps it
         for t, skill in TOOLS.items():
             tool[skill] = t
@@ -145,6 +153,13 @@ def required_level(s: WorldState, cfg: EnvConfig, t: ItemTables, typ: torch.Tens
     skill = t.req_skill[typ]
     own = lv.gather(-1, skill.clamp_min(0))
     return torch.where(skill < 0, lv.amax(-1, keepdim=True), own)
+
+
+def item_levels_ok(s: WorldState, t: ItemTables, P: int) -> torch.Tensor:
+    """Every inventory slot's item is within its owner's level for it ``[B, P, S]``."""
+    lv = s.level[:, :P]
+    lv = torch.cat([lv, lv.amax(-1, keepdim=True)], -1)
+    return s.inv_level <= lv.gather(-1, t.req_col[s.inv_type])
 
 
 def stack_slot(inv, t, cfg, typ, lvl, qty):
@@ -225,21 +240,24 @@ def in_combat(s: WorldState, P: int, ticks: int = 3) -> torch.Tensor:
     return (last != 0) & (s.tick[:, None] - last < ticks)
 
 
-def item_rows(t: ItemTables, cfg: EnvConfig, typ, lvl, qty, ids, owner, equipped, price):
-    """Item observation rows ``[..., 16]`` int16 in the 2.0 column order; empty rows are 0
-    (an empty slot has type, level, quantity, id and price 0)."""
-    out = torch.empty(*typ.shape, C.NUM_ITEM_COLUMNS, dtype=torch.int16, device=typ.device)
-    key = typ.long() * t.levels + lvl.long().clamp(0, t.levels - 1)
-    looked = t.flat_obs.index_select(0, key.reshape(-1)).view(*typ.shape, -1)
-    out[..., 4] = looked[..., 0]
-    out[..., 6:14] = looked[..., 1:]
-    out[..., 0] = ids.clamp(max=32767)
-    out[..., 1] = typ
-    out[..., 2] = owner * (typ > 0)
-    out[..., 3] = lvl
-    out[..., 5] = qty
-    out[..., 14] = equipped
-    out[..., 15] = price
+# Columns of an item observation row that are not a function of (type, level).
+ROW_ID, ROW_OWNER, ROW_QUANTITY, ROW_EQUIPPED, ROW_PRICE = 0, 2, 5, 14, 15
+
+
+def inventory_rows(t: ItemTables, s: WorldState, P: int) -> torch.Tensor:
+    """Item observation rows of every inventory slot ``[B, P, S, 16]`` int16 in the 2.0 column
+    order; empty slots read 0 (type, level, quantity, id and price are 0 there).
+
+    The columns that depend only on (type, level) come from one table look-up; then the
+    five per-item columns are written."""
+    key = s.inv_type * t.levels + s.inv_level.clamp(0, t.levels - 1)
+    out = t.row_table.index_select(0, key.view(-1))  # [N, 16]
+    out[:, ROW_ID] = s.inv_id.clamp(max=32767).view(-1)
+    out[:, ROW_OWNER] = (s.ent_id[:, :P, None] * (s.inv_type > 0)).view(-1)
+    out[:, ROW_QUANTITY] = s.inv_quantity.view(-1)
+    out[:, ROW_EQUIPPED] = s.inv_equipped.view(-1)
+    out[:, ROW_PRICE] = s.inv_price.view(-1)
+    return out.view(*key.shape, C.NUM_ITEM_COLUMNS)
     return out
 
 

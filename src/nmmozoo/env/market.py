@@ -15,10 +15,11 @@ from .config import EnvConfig
 from .state import WorldState
 
 
-def listings(s: WorldState, cfg: EnvConfig) -> torch.Tensor:
-    """Flat item index (``p * S + j``) of each market row ``[B, M]`` (-1: empty row)."""
+def listings(s: WorldState, cfg: EnvConfig, listed: torch.Tensor | None = None) -> torch.Tensor:
+    """Flat item index (``p * S + j``) of each market row ``[B, M]`` (-1: empty row);
+    ``listed`` is ``s.inv_price > 0`` if the caller has it."""
     B, P, S, M = s.num_maps, cfg.num_agents, cfg.inventory_slots, cfg.market_size
-    listed = (s.inv_price > 0).view(B, P * S)
+    listed = (s.inv_price > 0 if listed is None else listed).view(B, P * S)
     rank = listed.long().cumsum(1) - 1
     rows = torch.full((B, M + 1), -1, dtype=torch.int64, device=s.device)
     dst = torch.where(listed & (rank < M), rank, M)

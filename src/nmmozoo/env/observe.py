@@ -45,6 +45,14 @@ class Observer:
         self.items = I.ItemTables(cfg, device)
         self.market_rows = torch.full((B, cfg.market_size), -1, dtype=torch.int64, device=device)
         self.deltas = torch.tensor(C.MOVE_DELTAS[:4], device=device)
+        P, S = cfg.num_agents, cfg.inventory_slots
+        self.map_offset_items = (torch.arange(B, device=device) * (P * S))[:, None]
+        amounts = torch.arange(1, cfg.max_price + 1, device=device)
+        self.amount_rows = amounts <= torch.arange(cfg.max_price + 1, device=device)[:, None]
+        self.amount_rows[:, 0] = True
+        # Constant masks (every option always allowed): built once, never written to.
+        self.all_prices = bool_full(B, P, cfg.max_price, value=True, device=device)
+        self.all_styles = bool_full(B, P, 3, value=True, device=device)
 
     # --- distances and visible rows -------------------------------------------------------
     def distances(self, s: WorldState) -> torch.Tensor:
@@ -119,7 +127,7 @@ class Observer:
         move_mask[..., :4] = self.passable[nbr] & alive[..., None]
 
         if cfg.item_system:
-            out_items = self.item_observations(s, pair_row, pair_ent, pos, pd)
+            out_items = self.item_observations(s, pair_row, pair_ent, pos, pd, me)
         else:
             out_items = self.no_item_observations(s)
         table = self.entity_table(s)
@@ -128,7 +136,7 @@ class Observer:
             "mask": alive,
             "position": torch.stack([r, c], -1).to(torch.int16) * alive[..., None],
             "move_mask": move_mask,
-            "style_mask": bool_full(B, P, 3, value=True, device=s.device),
+            "style_mask": self.all_styles,
             "target_mask": target_mask,
         }
         if dense:
@@ -160,78 +168,90 @@ class Observer:
             self._no_items = out
         return self._no_items
 
-    def item_observations(self, s: WorldState, pair_row, pair_ent, pos, pd) -> dict[str, torch.Tensor]:
-        """Inventory rows, the market, and the masks of the 9 item and gold heads."""
+    def item_observations(self, s: WorldState, pair_row, pair_ent, pos, pd, me) -> dict[str, torch.Tensor]:
+        """Inventory rows, the market, and the masks of the 9 item and gold heads.
+
+        Built with as few ops as possible (per-op overhead dominates on the CPU): masks that
+        share a shape are written into one fresh buffer each, and the market rows are copies
+        of the inventory rows of the listed items."""
         cfg, t = self.cfg, self.items
         B, P, S, K, M = s.num_maps, cfg.num_agents, cfg.inventory_slots, cfg.num_entity_obs, cfg.market_size
         dev = s.device
-        alive = s.alive[:, :P]
-        free = alive & ~I.in_combat(s, P, cfg.combat_status_ticks)
-        owner = s.ent_id[:, :P, None].expand(B, P, S)
-        inventory = I.item_rows(t, cfg, s.inv_type, s.inv_level, s.inv_quantity, s.inv_id, owner,
-                                s.inv_equipped, s.inv_price)
-        rows = market.listings(s, cfg)
-        self.market_rows = rows
-        rc = rows.clamp_min(0)
-        flat = lambda x: x.reshape(B, P * S).gather(1, rc)  # noqa: E731
-        seller = torch.div(rc, S, rounding_mode="floor")
-        listed = rows >= 0
-        m_type, m_level, m_qty, m_price = (flat(x) * listed for x in
-                                          (s.inv_type, s.inv_level, s.inv_quantity, s.inv_price))
-        market_obs = I.item_rows(t, cfg, m_type, m_level, m_qty, flat(s.inv_id) * listed,
-                                 s.ent_id[:, :P].gather(1, seller), torch.zeros_like(listed), m_price)
+        free = s.alive[:, :P] & ~I.in_combat(s, P, cfg.combat_status_ticks)
+        inventory = I.inventory_rows(t, s, P)
 
-        exists = s.inv_type > 0
+        # Market: the rows of the listed items, in slot order.
         listed_inv = s.inv_price > 0
-        level_ok = s.inv_level <= I.required_level(s, cfg, t, s.inv_type.long())
+        rows = market.listings(s, cfg, listed_inv)
+        self.market_rows = rows
+        listed = rows >= 0
+        rc = rows.clamp_min(0)
+        flat_rows = (rc + self.map_offset_items).view(-1)
+        market_obs = inventory.view(B * P * S, -1).index_select(0, flat_rows).view(B, M, -1)
+        market_obs *= listed[..., None]
+        market_obs[..., I.ROW_EQUIPPED] = 0  # listed items are never equipped; 0 by the rules
 
-        def with_noop(m: torch.Tensor, allowed: torch.Tensor = free) -> torch.Tensor:
-            out = torch.empty(*m.shape[:-1], m.shape[-1] + 1, dtype=torch.bool, device=dev)
-            torch.logical_and(m, allowed[..., None], out=out[..., :-1])
-            out[..., -1] = True
-            return out
+        # Item heads: [use, destroy, give, sell] x [B, P, S + 1], the no-op last.
+        exists = s.inv_type > 0
+        movable = (exists & free[..., None]) & ~s.inv_equipped  # destroy
+        heads = torch.empty(4, B, P, S + 1, dtype=torch.bool, device=dev)
+        heads[..., S] = True
+        torch.logical_and(exists & free[..., None] & ~listed_inv, I.item_levels_ok(s, t, P),
+                          out=heads[0, ..., :S])
+        heads[1, ..., :S] = movable
+        torch.logical_and(movable, ~listed_inv, out=heads[2, ..., :S])
+        heads[3, ..., :S] = heads[2, ..., :S]
 
-        tradable = exists & ~s.inv_equipped & ~listed_inv
-        # Give targets: players on the agent's tile, not itself; built from the visible pairs.
-        same_tile = (pd == 0) & (pair_ent < P) & (pair_ent != pair_row % P)
+        # Give targets: players on the agent's tile, not itself, from the visible pairs (the
+        # few at distance 0 are picked out first).
         gold = s.gold[:, :P]
+        near = ((pd == 0) & (pair_ent < P) & (pair_ent != me)).nonzero().squeeze(1)
+        near_row, near_pos = pair_row[near], pos[near]
+        conds = torch.stack([free & exists.any(-1), free & (gold > 0)]).view(2, B * P)
+        targets = bool_full(2, B * P, K + 1, value=False, device=dev)
+        targets[:, near_row, near_pos] = conds[:, near_row]
+        targets[..., K] = True
+        targets = targets.view(2, B, P, K + 1)
 
-        def target_mask(cond: torch.Tensor) -> torch.Tensor:
-            m = bool_full(B * P, K + 1, value=False, device=dev)
-            m[pair_row, pos] = same_tile & cond.reshape(-1)[pair_row]
-            m[:, K] = True
-            return m.view(B, P, K + 1)
-
-        amount = torch.arange(1, cfg.max_price + 1, device=dev) <= (gold * free)[..., None]
-        amount[..., 0] = True  # 2.0: the first amount is always allowed
+        gold_free = gold * free
+        # One look-up row per amount of gold (the first amount is always allowed, 2.0).
+        amount = self.amount_rows.index_select(0, gold_free.clamp(max=cfg.max_price).view(-1))
+        amount = amount.view(B, P, cfg.max_price)
 
         # Buy: affordable listings of others; a full inventory only takes a matching stack.
         L = max(1, int(listed.sum(1).max()))
-        me = torch.arange(P, device=dev)[None, :, None]
-        buy = (listed[:, None, :L] & (seller[:, None, :L] != me)
-               & (m_price[:, None, :L] <= gold[..., None]))
-        full = (~exists).sum(-1) == 0
+        price = torch.where(listed[:, :L], market_obs[:, :L, I.ROW_PRICE].int(), 2 ** 31 - 1)
+        buy_mask = torch.empty(B, P, M + 1, dtype=torch.bool, device=dev)
+        buy = buy_mask[..., :L]
+        # (gold 0 where not free: every listing costs at least 1)
+        torch.le(price[:, None, :], gold_free[..., None], out=buy)
+        # Not one's own listings: each listed slot's market row, M where it has none.
+        rank = listed_inv.view(B, P * S).long().cumsum(1) - 1
+        own = torch.where(listed_inv.view(B, P * S) & (rank < L), rank, M).view(B, P, S)
+        buy_mask.scatter_(2, own, False)
+        buy_mask[..., L:M] = False
+        buy_mask[..., M] = True
+        full = exists.view(torch.uint8).amin(-1).bool()  # faster than all(-1)
         if bool(full.any()):  # only the full inventories' stacks are compared
             fb, fp = full.nonzero(as_tuple=True)
-            stack = ((s.inv_type[fb, fp][:, None, :] == m_type[fb, :L, None])
-                     & (s.inv_level[fb, fp][:, None, :] == m_level[fb, :L, None])
-                     & t.stackable[m_type[fb, :L, None].long()]
-                     & (s.inv_quantity[fb, fp][:, None, :] + m_qty[fb, :L, None] <= cfg.stack_capacity))
+            m_type = market_obs[fb, :L, 1].long()
+            stack = ((s.inv_type[fb, fp][:, None, :] == m_type[..., None])
+                     & (s.inv_level[fb, fp][:, None, :] == market_obs[fb, :L, 3, None])
+                     & t.stackable[m_type][..., None]
+                     & (s.inv_quantity[fb, fp][:, None, :] + market_obs[fb, :L, 5, None]
+                        <= cfg.stack_capacity))
             buy[fb, fp] &= stack.any(-1)
-        buy_mask = bool_full(B, P, M + 1, value=False, device=dev)
-        buy_mask[..., :L] = buy & free[..., None]
-        buy_mask[..., M] = True
         return {
             "inventory": inventory,
             "market": market_obs,
-            "use_item": with_noop(exists & ~listed_inv & level_ok),
-            "destroy_item": with_noop(exists & ~s.inv_equipped),
-            "give_item": with_noop(tradable),
-            "give_target": target_mask(free & exists.any(-1)),
+            "use_item": heads[0],
+            "destroy_item": heads[1],
+            "give_item": heads[2],
+            "give_target": targets[0],
             "give_gold_amount": amount,
-            "give_gold_target": target_mask(free & (gold > 0)),
-            "sell_item": with_noop(tradable),
-            "sell_price": bool_full(B, P, cfg.max_price, value=True, device=dev),
+            "give_gold_target": targets[1],
+            "sell_item": heads[3],
+            "sell_price": self.all_prices,
             "buy_item": buy_mask,
         }
 
