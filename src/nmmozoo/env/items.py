@@ -329,7 +329,7 @@ def destroy_action(s, cfg, t, slot, busy) -> None:
 def give_target(s, cfg, obs_slots, row, busy) -> tuple[torch.Tensor, torch.Tensor]:
     """(ok, target player slot) of a give target head: a live other player on the same tile."""
     P, K = cfg.num_agents, cfg.num_entity_obs
-    tgt = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1)
+    tgt = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1).long()
     ok = (row < K) & (tgt < P) & s.alive[:, :P] & ~busy
     tc = tgt.clamp_max(P - 1)
     me = torch.arange(P, device=s.device)

@@ -39,7 +39,7 @@ class Observer:
         self.win_dc = off[None, :].expand(cfg.window, cfg.window).reshape(-1)
         self.win_flat = self.win_dr * cfg.map_size + self.win_dc
         self.map_offset_table = (torch.arange(B, device=device) * (E + 1))[:, None, None]
-        self.slots = None  # [B, P, K] entity slot per observed row (E: empty)
+        self.slots = None  # [B, P, K] int16 entity slot per observed row (E: empty)
         self.pairs = None  # every visible (agent row, entity slot, distance) of the last obs
         self.passable = passable_table(device)
         self.items = I.ItemTables(cfg, device)
@@ -54,35 +54,53 @@ class Observer:
         self.all_prices = bool_full(B, P, cfg.max_price, value=True, device=device)
         self.all_styles = bool_full(B, P, 3, value=True, device=device)
 
-    # --- distances and visible rows -------------------------------------------------------
-    def distances(self, s: WorldState) -> torch.Tensor:
-        """Chebyshev distance player×entity ``[B, P, E]`` (int16); pairs with a dead player or
-        a dead entity are far apart (dead players and dead entities get different far-off
-        coordinates, so two dead slots are not close either)."""
-        P = self.cfg.num_agents
+    # --- visible pairs and rows -----------------------------------------------------------
+    def visible_pairs(self, s: WorldState):
+        """Every (agent row ``b*P+p``, entity slot, Chebyshev distance) pair within vision,
+        agent rows ascending, entity slots ascending within a row. Dead players see nothing
+        and dead entities are seen by no one (they get different far-off coordinates).
+
+        The player×entity test runs over ``[B, P, E]``, the biggest tensors of the tick, so it
+        uses only subtractions and bitwise ops (on the CPU, comparisons, ``abs`` and
+        ``maximum`` cost many times more): ``|d| <= v`` exactly when neither ``v + d`` nor
+        ``v - d`` is negative, so the OR of the four bounds has its sign bit clear."""
+        cfg = self.cfg
+        B, P, E, v = s.num_maps, cfg.num_agents, cfg.num_entities, cfg.vision
         r = torch.where(s.alive, s.row, FAR).to(torch.int16)
         c = torch.where(s.alive, s.col, FAR).to(torch.int16)
-        rp = torch.where(s.alive[:, :P], s.row[:, :P], -FAR).to(torch.int16)
-        return torch.maximum((rp[..., None] - r[:, None, :]).abs_(),
-                             (c[:, :P, None] - c[:, None, :]).abs_())
-
-    def visible_rows(self, s: WorldState, dist: torch.Tensor):
-        """Entity slot of each observed row ``[B, P, K]``, and every visible pair as flat
-        ``(agent row b*P+p, entity slot, distance)`` (before the K-row cut)."""
-        cfg = self.cfg
-        B, P, E, K = s.num_maps, cfg.num_agents, cfg.num_entities, cfg.num_entity_obs
-        flat = (dist <= cfg.vision).view(-1).nonzero().squeeze(1)
+        rp = torch.where(s.alive[:, :P], s.row[:, :P], -FAR).to(torch.int16)[..., None]
+        cp = c[:, :P, None]
+        r, c = r[:, None, :], c[:, None, :]
+        up = (rp + v) - r            # v + (agent row - entity row) [B, P, E]
+        left = (cp + v) - c
+        out = (r + v) - rp
+        out |= up
+        out |= left
+        out |= (c + v) - cp
+        out.bitwise_not_()
+        out >>= 15                   # -1 where the sign bit was set (visible), else 0
+        flat = out.view(-1).nonzero().squeeze(1)
         pair_row = torch.div(flat, E, rounding_mode="floor")
         pair_ent = flat - pair_row * E
-        pair_dist = dist.view(-1)[flat]
+        pair_dist = torch.maximum((up.view(-1).index_select(0, flat) - v).abs_(),
+                                  (left.view(-1).index_select(0, flat) - v).abs_())
+        return pair_row, pair_ent, pair_dist
+
+    def visible_rows(self, s: WorldState):
+        """Entity slot of each observed row ``[B, P, K]`` (int16; ``E``: empty row), and the
+        visible pairs of the first K rows as (agent row, entity slot, row, distance). All
+        visible pairs (before the K-row cut) are kept in ``self.pairs``."""
+        cfg = self.cfg
+        B, P, E, K = s.num_maps, cfg.num_agents, cfg.num_entities, cfg.num_entity_obs
+        pair_row, pair_ent, pair_dist = self.pairs = self.visible_pairs(s)
         counts = torch.bincount(pair_row, minlength=B * P)
         start = counts.cumsum(0) - counts
-        pos = torch.arange(pair_row.numel(), device=s.device) - start[pair_row]
-        keep = pos < K
-        self.pairs = (pair_row, pair_ent, pair_dist)
-        pair_row, pair_ent, pos, pair_dist = pair_row[keep], pair_ent[keep], pos[keep], pair_dist[keep]
-        slots = torch.full((B * P, K), E, dtype=torch.int64, device=s.device)
-        slots[pair_row, pos] = pair_ent
+        pos = torch.arange(pair_row.numel(), device=s.device) - start.index_select(0, pair_row)
+        if pair_row.numel() and int(counts.max()) > K:  # rare: someone sees more than K
+            keep = pos < K
+            pair_row, pair_ent, pos, pair_dist = pair_row[keep], pair_ent[keep], pos[keep], pair_dist[keep]
+        slots = torch.full((B * P * K,), E, dtype=torch.int16, device=s.device)
+        slots.index_put_((pair_row * K + pos,), pair_ent.to(torch.int16))
         return slots.view(B, P, K), pair_row, pair_ent, pos, pair_dist
 
     # --- per-map entity table ---------------------------------------------------------------
@@ -104,8 +122,7 @@ class Observer:
         cfg = self.cfg
         B, P, K = s.num_maps, cfg.num_agents, cfg.num_entity_obs
         alive = s.alive[:, :P]
-        dist = self.distances(s)
-        slots, pair_row, pair_ent, pos, pd = self.visible_rows(s, dist)
+        slots, pair_row, pair_ent, pos, pd = self.visible_rows(s)
         self.slots = slots
 
         # Attack-target mask (2.0): in reach, not self, and players are out of bounds while
@@ -145,7 +162,7 @@ class Observer:
         else:
             out["material"] = s.material
             out["entity_table"] = table
-            out["entity_index"] = slots.to(torch.int16)
+            out["entity_index"] = slots.clone()  # self.slots stays the env's own
         return out
 
     def no_item_observations(self, s: WorldState) -> dict[str, torch.Tensor]:

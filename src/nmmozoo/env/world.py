@@ -167,7 +167,7 @@ class World:
                             obs_slots, busy)
             items.destroy_action(s, cfg, it, actions["destroy_item"], busy)
         row = actions["attack_target"].clamp(0, K)
-        slot = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1)
+        slot = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1).long()
         player_target = torch.where((row < K) & (slot < cfg.num_entities), slot, -1)
         style = actions["attack_style"]
         executed, killer = combat.attack(s, cfg, torch.cat([player_target, npc_target], 1),

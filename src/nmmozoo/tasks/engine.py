@@ -30,7 +30,7 @@ class Context:
         self.window = world.observer.win_flat
 
     def seen_slots(self, b, who):
-        return self.observer.slots[b.expand(*who.shape), who.clamp_min(0)]  # [n, T, K]
+        return self.observer.slots[b.expand(*who.shape), who.clamp_min(0)].long()  # [n, T, K]
 
     def seen_ids(self, b, who):
         slots = self.seen_slots(b, who)
