@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -76,75 +77,140 @@ def _list(a: argparse.Namespace) -> int:
     return 0
 
 
-def _value(text: str):
+FIT_USAGE = """usage: nmmozoo fit [RECIPE] [--model.<section>.<key> VALUE ...] [--trainer.<arg> VALUE ...]
+                   [--ckpt_path last|PATH] [--print_config] [--logger csv,tensorboard,wandb]
+                   [--run_dir DIR] [--num_maps N] [--seed N] [--checkpoint_every N]
+
+Train RECIPE (a name of recipes/, or a YAML path; default: demo) with PPO, through the
+Lightning CLI: the recipe becomes the model's config, any field can be overridden
+(--model.ppo.lr 1e-4, --model.env.num_maps 4, --model.policy takeru_tiny; --ppo.lr and
+--env.num_maps are short for the same), any Trainer argument too (--trainer.max_steps 100,
+--trainer.devices 2 --trainer.strategy ddp, --trainer.precision bf16-mixed).
+Loggers: CSV by default; --logger tensorboard,wandb (W&B offline unless logged in)."""
+
+SECTION_KEYS = {"env": "env", "ppo": "ppo", "rewards": "rewards", "model": "policy"}
+
+
+def _fit_args(argv: list[str]) -> tuple[str, dict, list[str]]:
+    """Split ``nmmozoo fit`` arguments: the recipe, our shortcuts, and LightningCLI's."""
+    recipe, opts, rest = "demo", {}, []
+    shortcuts = {"--run_dir", "--num_maps", "--seed", "--logger", "--checkpoint_every"}
+    i = 0
+    if argv and not argv[0].startswith("-"):
+        recipe, argv = argv[0], argv[1:]
+    while i < len(argv):
+        tok = argv[i]
+        key, _, inline = tok.partition("=")
+        if key in shortcuts:
+            if not inline and i + 1 >= len(argv):
+                raise SystemExit(f"nmmozoo fit: {key} needs a value")
+            opts[key[2:]] = inline or argv[i + 1]
+            i += 1 if inline else 2
+            continue
+        head = key[2:].split(".")[0] if key.startswith("--") else ""
+        if head in ("env", "ppo", "rewards"):  # short for --model.<section>...
+            tok = "--model." + tok[2:]
+        elif key == "--model" or key.startswith("--model.model"):  # the policy spec
+            tok = "--model.policy" + tok[len("--model.model") if key.startswith("--model.model") else len("--model"):]
+        rest.append(tok)
+        i += 1
+    return recipe, opts, rest
+
+
+def _loggers(names: str, run, name: str):
+    import os
+
+    from lightning.pytorch import loggers
+
+    out = []
+    for n in [x.strip() for x in names.split(",") if x.strip()]:
+        if n == "csv":
+            out.append(loggers.CSVLogger(str(run), name="logs"))
+        elif n == "tensorboard":
+            out.append(loggers.TensorBoardLogger(str(run), name="tb"))
+        elif n == "wandb":
+            logged_in = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in (
+                (Path.home() / ".netrc").read_text() if (Path.home() / ".netrc").exists() else "")
+            offline = os.environ.get("WANDB_MODE", "online" if logged_in else "offline") != "online"
+            out.append(loggers.WandbLogger(project="nmmozoo", name=name, save_dir=str(run), offline=offline))
+        else:
+            raise SystemExit(f"nmmozoo fit: --logger: unknown logger {n!r} (csv, tensorboard, wandb)")
+    return out
+
+
+def _fit(argv: list[str]) -> int:
+    """``nmmozoo fit``: a recipe through Lightning's CLI (see ``FIT_USAGE``)."""
+    import tempfile
+
     import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _fit(a: argparse.Namespace, extra: list[str]) -> int:
-    """``nmmozoo fit [RECIPE] [--section.key value ...] [--trainer.key value ...]``."""
-    import json
-    from pathlib import Path
-
-    import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.cli import LightningCLI
 
+    from nmmozoo.env.config import ConfigError
     from nmmozoo.hub import save_pretrained
     from nmmozoo.nn.registry import SpecError
     from nmmozoo.recipe import load_recipe
+    from nmmozoo.tasks.spec import TaskError
     from nmmozoo.train import PPOModule
 
-    overrides, trainer_kw = {}, {}
-    it = iter(extra)
-    for tok in it:
-        if not tok.startswith("--"):
-            print(f"nmmozoo fit: expected --<section>[.<key>] <value>, got {tok!r}", file=sys.stderr)
-            return 2
-        key = tok[2:]
-        try:
-            val = _value(next(it))
-        except StopIteration:
-            print(f"nmmozoo fit: {tok} needs a value", file=sys.stderr)
-            return 2
-        if key.startswith("trainer."):
-            trainer_kw[key[len("trainer."):]] = val
-        else:
-            overrides[key.removeprefix("model.") if key.startswith("model.ppo.") else key] = val
+    import warnings
+
+    if argv and argv[0] in ("-h", "--help"):
+        print(FIT_USAGE)
+        return 0
+    # The checkpoint holds the state after the step's updates, which is what resuming needs.
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     try:
-        recipe = load_recipe(a.recipe, overrides)
+        recipe_arg, opts, rest = _fit_args(argv)
+        recipe = load_recipe(recipe_arg)
     except SpecError as e:
         print(f"nmmozoo fit: {e}", file=sys.stderr)
         return 2
-    if a.print_config:
-        print(json.dumps({k: v for k, v in recipe.items() if not k.startswith("_")}, indent=2))
-        return 0
-    name = Path(str(a.recipe)).stem
-    run = Path(a.run_dir or f"runs/{name}")
-    env_over = {"num_maps": a.num_maps} if a.num_maps else {}
-    try:
-        module = PPOModule(a.recipe, overrides=overrides, env_overrides=env_over, seed=a.seed)
-    except (SpecError, ValueError) as e:  # bad model, env field, task file or reward term
-        print(f"nmmozoo fit: {e}", file=sys.stderr)
-        return 2
-    trainer_kw.setdefault("max_steps", module.updates * module.steps_per_update)
+    name = Path(str(recipe_arg)).stem
+    run = Path(opts.get("run_dir") or f"runs/{name}")
+    model_cfg = {"recipe": str(recipe_arg), "policy": recipe["model"], "env": dict(recipe.get("env") or {}),
+                 "rewards": list(recipe.get("rewards") or []), "ppo": dict(recipe.get("ppo") or {}),
+                 "seed": int(opts.get("seed", 0))}
+    if "num_maps" in opts:
+        model_cfg["env"]["num_maps"] = int(opts["num_maps"])
+    trainer_cfg = dict(recipe.get("trainer") or {})
+    on_gpu = str(model_cfg["env"].get("device", "cpu")).startswith("cuda")
+    trainer_cfg.setdefault("accelerator", "gpu" if on_gpu else "cpu")
+
+    class FitCLI(LightningCLI):
+        def instantiate_trainer(self, **kwargs):
+            cfg = self._get(self.config_init, "trainer", default={})
+            if cfg.get("logger") in (None, True):
+                kwargs["logger"] = _loggers(opts.get("logger", "csv"), run, name)
+            if cfg.get("max_steps", -1) in (-1, None):
+                kwargs["max_steps"] = self.model.updates * self.model.steps_per_update
+            return super().instantiate_trainer(**kwargs)
+
+        def after_fit(self):
+            if self.trainer.is_global_zero:
+                m = self.model
+                out = save_pretrained(m.policy, run / "policy.safetensors",
+                                      recipe={k: v for k, v in m.recipe.items() if not k.startswith("_")})
+                print(f"trained {m.agent_steps * self.trainer.world_size:,} agent-steps; "
+                      f"policy exported to {out}")
+
     ckpt = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True,
-                           every_n_train_steps=int(trainer_kw.pop("checkpoint_every", 20)))
-    try:
-        trainer = L.Trainer(default_root_dir=str(run), logger=CSVLogger(str(run), name="logs"),
-                            callbacks=[ckpt], max_epochs=-1, accelerator="cpu",
-                            enable_model_summary=False, **trainer_kw)
-    except TypeError as e:
-        print(f"nmmozoo fit: bad trainer setting: {e}", file=sys.stderr)
-        return 2
-    trainer.fit(module, ckpt_path=a.ckpt_path)
-    out = save_pretrained(module.policy, run / "policy.safetensors",
-                          recipe={k: v for k, v in recipe.items() if not k.startswith("_")})
-    print(f"trained {module.agent_steps:,} agent-steps; policy exported to {out}")
+                           every_n_train_steps=int(opts.get("checkpoint_every", 20)))
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg_file = Path(tmp) / "recipe.yaml"
+        cfg_file.write_text(yaml.safe_dump({"model": model_cfg, "trainer": trainer_cfg}, sort_keys=False))
+        try:
+            FitCLI(PPOModule, args=["fit", "--config", str(cfg_file), *rest], save_config_callback=None,
+                   seed_everything_default=int(opts.get("seed", 0)),
+                   trainer_defaults={"default_root_dir": str(run), "callbacks": [ckpt], "max_epochs": -1,
+                                     "enable_model_summary": False},
+                   parser_kwargs={"fit": {"prog": "nmmozoo fit", "description": FIT_USAGE}})
+        except (SpecError, ConfigError, TaskError, ValueError) as e:  # bad recipe field, env, task file
+            print(f"nmmozoo fit: {e}", file=sys.stderr)
+            return 2
+        except SystemExit as e:  # the CLI's own exits: --print_config (0), a bad argument (2)
+            return int(e.code or 0)
     return 0
 
 
@@ -167,35 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="env throughput (benchmarks/env_throughput.py)")
     b.add_argument("args", nargs=argparse.REMAINDER)
     b.set_defaults(func=_bench)
-    f = sub.add_parser("fit", help="train a recipe with PPO (Lightning over TorchRL)")
-    f.add_argument("recipe", nargs="?", default="demo", help="recipe name or YAML path")
-    f.add_argument("--ckpt_path", default=None, help="resume: 'last' or a .ckpt path")
-    f.add_argument("--print_config", action="store_true", help="print the merged recipe")
-    f.add_argument("--run_dir", default=None)
-    f.add_argument("--num_maps", type=int, default=None)
-    f.add_argument("--seed", type=int, default=0)
-    f.set_defaults(func=None)
+    sub.add_parser("fit", help="train a recipe with PPO (Lightning CLI over TorchRL); "
+                   "nmmozoo fit --help for its options")
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] == "fit":
-        # Dotted recipe/trainer overrides are open-ended: split them off by hand.
-        known, extra, rest = [], [], argv[1:]
-        flags = {"--ckpt_path", "--run_dir", "--num_maps", "--seed"}
-        i = 0
-        while i < len(rest):
-            tok = rest[i]
-            if tok in flags:
-                known += rest[i:i + 2]
-                i += 2
-            elif tok in ("--print_config", "-h", "--help"):
-                known.append(tok)
-                i += 1
-            elif tok.startswith("--"):
-                extra += rest[i:i + 2]
-                i += 2
-            else:
-                known.append(tok)
-                i += 1
-        return _fit(f.parse_args(known), extra)
+        return _fit(argv[1:])
     a = ap.parse_args(argv)
     return a.func(a)
 

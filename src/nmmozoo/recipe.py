@@ -59,6 +59,9 @@ class PPOConfig:
     bptt: int = 8
     """Sequence length for recurrent models."""
     normalize_advantages: bool = True
+    collector_workers: int = 0
+    """0: collect in the training process; N ≥ 2: a TorchRL ``MultiSyncCollector`` over N
+    worker processes, each running num_maps / N maps (CPU envs)."""
     total_steps: int = 10_000_000
     """Agent-steps of the whole run."""
 
@@ -112,6 +115,7 @@ def load_recipe(source: str | Path | dict, overrides: dict | None = None) -> dic
         if not ok:
             raise SpecError(f"{path}: ppo.{k} expected {type(default).__name__}, got {v!r}")
     recipe["_path"] = path
+    recipe["_dir"] = None if isinstance(source, dict) else str(p.parent)
     return recipe
 
 
@@ -128,6 +132,11 @@ def make_recipe_env(recipe: dict, **env_overrides: Any):
     device = env_cfg.pop("device", "cpu")
     seed = env_cfg.pop("seed", 0)
     obs_mode = env_cfg.pop("obs_mode", "dense")
+    tasks = env_cfg.get("tasks")
+    if (isinstance(tasks, str) and tasks not in ("curriculum", "heldout", "none")
+            and not Path(tasks).exists() and recipe.get("_dir")
+            and (Path(recipe["_dir"]) / tasks).exists()):  # a task file beside the recipe
+        env_cfg["tasks"] = str(Path(recipe["_dir"]) / tasks)
     try:
         env = make_env(preset, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
                        **env_cfg)

@@ -10,17 +10,20 @@ whole map-steps, so the per-map market is never copied per agent.
 
 from __future__ import annotations
 
+import functools
 import time
+from typing import Any
 
 import lightning as L
 import torch
-from torchrl.collectors import Collector
+from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.data import Composite, Unbounded
-from torchrl.envs import Compose, InitTracker, TensorDictPrimer
+from torchrl.envs import Compose, InitTracker, RewardSum, TensorDictPrimer
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
 from ..recipe import load_recipe, make_recipe_env, make_recipe_policy, ppo_config
+from .metrics import TaskIds, episode_metrics, task_categories
 from .modules import Actor, Critic, _SharedForward, observation_keys
 
 KEYS = dict(advantage=("agents", "advantage"), value_target=("agents", "value_target"),
@@ -42,6 +45,41 @@ def add_memory(env, shape: tuple[int, ...]) -> None:
                                                                  reset_key="_reset")))
 
 
+def make_train_env(recipe: dict, seed: int = 0, env_overrides: dict | None = None,
+                   memory: tuple[int, ...] | None = None):
+    """The env a rollout runs: the recipe's env with its reward shaping, the per-agent task
+    index and episode return for the logs, and a recurrent policy's state. Module-level (and
+    so picklable) for worker-process collectors."""
+    env = make_recipe_env(recipe, seed=seed, **(env_overrides or {}))
+    if env.base_env.world.tasks is not None:
+        env.append_transform(TaskIds())
+    env.append_transform(RewardSum(in_keys=[("agents", "reward")],
+                                   out_keys=[("agents", "episode_return")], reset_keys=["_reset"]))
+    if memory is not None:
+        add_memory(env, memory)
+    return env
+
+
+class _Updates:
+    """The training "data": an endless, resumable stream of update indices (the rollout is
+    collected inside the step). Its position is saved in checkpoints, so a fit resumed from
+    the middle of an epoch continues where it stopped."""
+
+    def __init__(self):
+        self.index = 0
+
+    def __iter__(self):
+        while True:
+            yield self.index
+            self.index += 1
+
+    def state_dict(self) -> dict:
+        return {"index": self.index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.index = int(state["index"])
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over the live agent-steps in ``mask`` (trailing singleton dims aside)."""
     if x.dim() == 0:  # already a summary over the batch
@@ -55,21 +93,27 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class PPOModule(L.LightningModule):
-    """PPO on a recipe. ``overrides`` are dotted recipe keys (``{"ppo.lr": 1e-4}``);
-    ``env_overrides`` replace env settings (``{"num_maps": 2}``)."""
+    """PPO on a recipe (a name of ``recipes/`` or a YAML path). ``policy``, ``env``,
+    ``rewards`` and ``ppo`` replace those sections of the recipe (the command line passes the
+    merged recipe this way: ``--model.ppo.lr 1e-4``); ``overrides`` are dotted recipe keys
+    (``{"ppo.lr": 1e-4}``) and ``env_overrides`` env settings (``{"num_maps": 2}``)."""
 
-    def __init__(self, recipe: str = "demo", overrides: dict | None = None,
-                 env_overrides: dict | None = None, seed: int = 0):
+    def __init__(self, recipe: str = "demo", policy: str | dict | None = None,
+                 env: dict[str, Any] | None = None, rewards: list[dict[str, Any]] | None = None,
+                 ppo: dict[str, Any] | None = None, seed: int = 0,
+                 overrides: dict[str, Any] | None = None, env_overrides: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.recipe = load_recipe(recipe, overrides)
+        sections = {k: v for k, v in (("model", policy), ("env", env), ("rewards", rewards),
+                                      ("ppo", ppo)) if v is not None}
+        self.recipe = load_recipe(recipe, {**sections, **(overrides or {})})
         self.cfg = ppo_config(self.recipe)
         torch.manual_seed(seed)
-        self.env = make_recipe_env(self.recipe, seed=seed, **(env_overrides or {}))
-        self.policy = make_recipe_policy(self.recipe, self.env)
+        self.seed, self.env_overrides, self.rank = seed, dict(env_overrides or {}), 0
+        probe = make_recipe_env(self.recipe, seed=seed, **self.env_overrides)
+        self.policy = make_recipe_policy(self.recipe, probe)
         self.recurrent = self.policy.recurrent_shape is not None
-        if self.recurrent:
-            add_memory(self.env, self.policy.recurrent_shape)
+        self.env = self._make_env(rank=0, env=probe)
         keys = observation_keys(self.env)
         shared = _SharedForward()
         self.actor = Actor(self.policy, keys, shared, sequence=self.recurrent)
@@ -95,16 +139,50 @@ class PPOModule(L.LightningModule):
         self.automatic_optimization = False
         self._collector = None
         self.agent_steps = 0
+        self.categories = task_categories(self.env)
+        self._updates = _Updates()
+        workers = self.cfg.collector_workers
+        if workers > 1 and self.maps % workers:
+            raise ValueError(f"ppo.collector_workers={workers} must divide the env's num_maps={self.maps}")
+
+    def _make_env(self, rank: int, env=None):
+        """This rank's env: seeded apart from the other ranks' (data-parallel PPO)."""
+        memory = self.policy.recurrent_shape
+        if env is None:
+            return make_train_env(self.recipe, self.seed + 1000 * rank, self.env_overrides, memory)
+        if env.base_env.world.tasks is not None:
+            env.append_transform(TaskIds())
+        env.append_transform(RewardSum(in_keys=[("agents", "reward")],
+                                       out_keys=[("agents", "episode_return")], reset_keys=["_reset"]))
+        if memory is not None:
+            add_memory(env, memory)
+        return env
+
+    def setup(self, stage: str) -> None:
+        if self.global_rank != self.rank:  # a data-parallel rank plays its own maps
+            self.rank = self.global_rank
+            self.env = self._make_env(self.rank)
 
     # --- data ----------------------------------------------------------------------------------------
     def train_dataloader(self):
-        return torch.utils.data.DataLoader(range(self.updates), batch_size=None)
+        return self._updates
 
     def _collect(self):
         if self._collector is None:
-            self._collector = Collector(self.env, self.actor, frames_per_batch=self.maps * self.ticks,
-                                        total_frames=-1, auto_register_policy_transforms=False)
+            workers = self.cfg.collector_workers
+            if workers > 1:  # worker processes, each with its share of the maps
+                per = self.maps // workers
+                over = {**self.env_overrides, "num_maps": per}
+                fns = [functools.partial(make_train_env, self.recipe, self.seed + 1000 * self.rank + 100 * (i + 1),
+                                         over, self.policy.recurrent_shape) for i in range(workers)]
+                self._collector = MultiSyncCollector(fns, self.actor, frames_per_batch=self.maps * self.ticks,
+                                                     total_frames=-1, cat_results=0)
+            else:
+                self._collector = Collector(self.env, self.actor, frames_per_batch=self.maps * self.ticks,
+                                            total_frames=-1, auto_register_policy_transforms=False)
             self._iter = iter(self._collector)
+        else:
+            self._collector.update_policy_weights_()
         with torch.no_grad():
             return next(self._iter)
 
@@ -113,9 +191,20 @@ class PPOModule(L.LightningModule):
 
     # --- one update ------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
-        log, sps = self.update(self.optimizers(), int(batch))
+        # the update index follows the optimiser steps, so resumes and ranks agree on it
+        log, sps = self.update(self.optimizers(), self.global_step // self.steps_per_update)
+        world = self.trainer.world_size
+        log["agent_steps"] = log["agent_steps"] * world
         self.log_dict({f"train/{k}": float(v) for k, v in log.items()}, prog_bar=False)
-        self.log("sps", sps, prog_bar=True)
+        self.log("agent_steps/s", sps * world, prog_bar=True)
+
+    def on_train_start(self) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = self.trainer.strategy.model
+        if isinstance(model, DistributedDataParallel):
+            # several backward passes per step: gradients are averaged by _sync_grads instead
+            model.require_backward_grad_sync = False
 
     def update(self, opt, index: int = 0) -> tuple[dict, float]:
         """Collect one rollout and learn from it; returns the logged figures and the
@@ -158,21 +247,15 @@ class PPOModule(L.LightningModule):
                               "loss_objective": masked_mean(out["loss_objective"], m).detach(),
                               "loss_critic": masked_mean(out["loss_critic"], m).detach(),
                               "entropy": masked_mean(out["entropy"], m).detach(),
-                              "kl": masked_mean(out["kl_approx"], m).detach() if "kl_approx" in out.keys() else loss.new_zeros(()),
+                              "kl": masked_mean(out["kl_approx"], m).detach() if "kl_approx" in out else loss.new_zeros(()),
                               "clip_fraction": masked_mean(out["clip_fraction"], m).detach()
-                              if "clip_fraction" in out.keys() else loss.new_zeros(())})
+                              if "clip_fraction" in out else loss.new_zeros(())})
         steps = int(data.numel()) * self.agents
         self.agent_steps += steps
         dt = time.perf_counter() - t0
         live = alive.float().mean()
         log = {k: torch.stack([s[k] for s in stats]).mean() for k in stats[0]}
-        ended = data["next", "done"].squeeze(-1)
-        stats_next = data["next", "agents", "stats"]
-        if ended.any():
-            log["episode/lifespan"] = stats_next[ended][..., 4].float().mean()
-        if "task_completed" in data["next", "agents"].keys():
-            tc = data["next", "agents", "task_completed"]
-            log["task/completion"] = tc[ended].float().mean() if ended.any() else tc[:, -1].float().mean()
+        log.update(episode_metrics(data, self.categories))
         log.update({"reward": masked_mean(data["next", "agents", "reward"], alive[..., None]),
                     "alive": live, "agent_steps": float(self.agent_steps),
                     "env_agent_steps_per_s": steps / max(t_env, 1e-9),
@@ -211,6 +294,18 @@ class PPOModule(L.LightningModule):
             g.copy_(flat[i:i + g.numel()].view_as(g))
             i += g.numel()
 
+    def _check_ranks_agree(self) -> None:
+        """Data-parallel ranks must end with the same weights (they start from rank 0's
+        and apply the same averaged gradients); a divergence is a bug, not noise."""
+        import torch.distributed as dist
+
+        flat = torch.cat([p.detach().reshape(-1) for p in self.policy.parameters()])
+        mine = torch.stack([flat.sum(), flat.abs().sum()]).double()
+        every = [torch.zeros_like(mine) for _ in range(self.trainer.world_size)]
+        dist.all_gather(every, mine)
+        if any(not torch.allclose(e, every[0], rtol=1e-6) for e in every):
+            raise RuntimeError(f"data-parallel ranks hold different weights: {[e.tolist() for e in every]}")
+
     def on_save_checkpoint(self, checkpoint):
         checkpoint["nmmozoo_agent_steps"] = self.agent_steps
 
@@ -218,6 +313,8 @@ class PPOModule(L.LightningModule):
         self.agent_steps = checkpoint.get("nmmozoo_agent_steps", 0)
 
     def on_train_end(self):
+        if self._trainer is not None and self.trainer.world_size > 1:
+            self._check_ranks_agree()
         if self._collector is not None:
             self._collector.shutdown()
             self._collector = None
