@@ -1,9 +1,8 @@
 """Task assignment, per-tick evaluation and task rewards for all agents of all maps.
 
 Specs are compiled once into tensors (predicate index, arguments, negation per clause; the
-combination, subject, reward kind per task). Each tick, every clause slot is evaluated by
-looping over the fixed list of predicate types present, each on the rows of the agents whose
-task uses it.
+combination, subject, reward kind per task). Each tick, every clause is evaluated by looping
+over the predicate types present, each once on the rows of all clauses that use it.
 """
 
 from __future__ import annotations
@@ -107,54 +106,72 @@ class TaskEngine:
 
     # --- evaluation ----------------------------------------------------------------------------------
     def _prepare(self) -> None:
-        """Group every agent's clauses by predicate type, with their arguments and subject
-        members, once per assignment: tasks do not change within an episode."""
+        """Group every agent's clauses by predicate type (all clause slots together), with
+        their arguments, subject members and where their progress goes, once per assignment:
+        tasks do not change within an episode. Also the per-agent task constants."""
         B, P = self.task_id.shape
+        K = MAX_CLAUSES
         tid = self.task_id.view(-1)
-        groups = []
-        for k in range(MAX_CLAUSES):
-            pk = self.pred[tid, k]
-            order = torch.argsort(pk, stable=True)
-            counts = torch.bincount(pk + 1, minlength=len(PRED_NAMES) + 1).tolist()
-            start = counts[0]  # -1: no k-th clause
-            for pid, n in enumerate(counts[1:]):
-                if n == 0:
-                    continue
-                rows = order[start:start + n]
-                start += n
-                b, p = torch.div(rows, P, rounding_mode="floor"), rows % P
-                t = tid[rows]
-                pred = PREDICATES[PRED_NAMES[pid]]
-                args = self.args[t, k]
-                a = {name: args[:, j:j + 1] for j, (name, _, _) in enumerate(pred.args)}
-                team = self.is_team[t]
-                who = torch.where(team[:, None], self.members[self.team[b, p]], -1)
-                who[:, 0] = torch.where(team, who[:, 0], p)
-                if not bool(team.any()):
-                    who = who[:, :1]
-                groups.append((k, pred, b, p, a, who, who >= 0, self.neg[t, k]))
+        pk = self.pred[tid].view(-1)  # [B*P*K] predicate of each clause slot (-1: none)
+        order = torch.argsort(pk, stable=True)
+        counts = torch.bincount(pk + 1, minlength=len(PRED_NAMES) + 1).tolist()
+        start = counts[0]  # -1: no clause in that slot
+        groups, dest, neg = [], [], []
+        for pid, n in enumerate(counts[1:]):
+            if n == 0:
+                continue
+            flat = order[start:start + n]  # b*P*K + p*K + k
+            start += n
+            rows, k = torch.div(flat, K, rounding_mode="floor"), flat % K
+            b, p = torch.div(rows, P, rounding_mode="floor"), rows % P
+            t = tid[rows]
+            pred = PREDICATES[PRED_NAMES[pid]]
+            args = self.args[t, k]
+            a = {name: args[:, j:j + 1] for j, (name, _, _) in enumerate(pred.args)}
+            team = self.is_team[t]
+            who = torch.where(team[:, None], self.members[self.team[b, p]], -1)
+            who[:, 0] = torch.where(team, who[:, 0], p)
+            if not bool(team.any()):
+                who = who[:, :1]
+            valid = who >= 0
+            # Divisor of the combined measure (sum: the goal; members: num_agent).
+            goal = {"sum": pred.goal, "members": "num_agent"}.get(pred.combine)
+            div = a[goal][:, 0].clamp_min(1).float() if goal else None
+            groups.append((pred, b[:, None], who, a, valid, div))
+            dest.append(flat)
+            neg.append(self.neg[t, k])
         self._groups = groups
+        self._dest = torch.cat(dest) if dest else torch.zeros(0, dtype=torch.int64)
+        self._neg = torch.cat(neg) if neg else torch.zeros(0, dtype=torch.bool)
+        is_or = self.is_or[self.task_id]
+        self._is_or = is_or
+        self._clause0 = torch.where(is_or, 0.0, 1.0)[..., None].repeat(1, 1, K)  # empty slots
+        kind = self.kind[self.task_id]
+        self._is_p, self._is_o, self._is_h = kind == KIND_PROGRESS, kind == KIND_ONGOING, kind == KIND_HOLD
+        self._hold = self.hold[self.task_id]
 
     def _evaluate(self, ctx: Context) -> torch.Tensor:
         """Progress in [0, 1] of every agent's task ``[B, P]`` (dead agents included)."""
-        tid = self.task_id
-        is_or = self.is_or[tid]
-        clause = torch.where(is_or, 0.0, 1.0)[..., None].repeat(1, 1, MAX_CLAUSES)
-        for k, pred, b, p, a, who, valid, neg in self._groups:
-            m = pred.measure(ctx, b[:, None], who, a) * valid
+        progs = []
+        for pred, b, who, a, valid, div in self._groups:
+            m = pred.measure(ctx, b, who, a)
             if pred.combine == "sum":
-                prog = m.sum(-1) / a[pred.goal][:, 0].clamp_min(1)
+                prog = (m * valid).sum(-1) / div
             elif pred.combine == "members":
-                prog = (m >= 1).sum(-1).float() / a["num_agent"][:, 0].clamp_min(1)
+                prog = ((m >= 1) & valid).sum(-1) / div
             elif pred.combine == "any":
-                prog = (m > 0).any(-1).float()
+                prog = ((m > 0) & valid).any(-1)
             elif pred.combine == "all":
-                prog = ((m > 0) | ~valid).all(-1).float()
+                prog = ((m > 0) | ~valid).all(-1)
             else:  # self
                 prog = m[:, 0]
-            prog = prog.clamp(0, 1)
-            clause[b, p, k] = torch.where(neg, 1 - prog, prog)
-        return torch.where(is_or, clause.amax(-1), clause.amin(-1))
+            progs.append(prog.float())
+        clause = self._clause0.clone()
+        if progs:  # every clause at once: clamp, negate, and put in its slot
+            prog = torch.cat(progs).clamp_(0, 1)
+            prog = torch.where(self._neg, 1 - prog, prog)
+            clause.view(-1).index_put_((self._dest,), prog)
+        return torch.where(self._is_or, clause.amax(-1), clause.amin(-1))
 
     def step(self, world) -> torch.Tensor:
         """Evaluate every live agent's task on the state after the tick; returns the task
@@ -162,17 +179,15 @@ class TaskEngine:
         s, P = world.state, self.cfg.num_agents
         alive = s.alive[:, :P]
         prog = self._evaluate(Context(world, self.team)) * alive
-        tid = self.task_id
-        kind = self.kind[tid]
+        is_p, is_o, is_h = self._is_p, self._is_o, self._is_h
         open_ = alive & ~self.completed
         gain = (prog - self.best).clamp_min(0)
         self.best = torch.maximum(self.best, prog)
         self.held = torch.where(alive & (prog >= 1), self.held + 1, 0)
-        held_done = (kind == KIND_HOLD) & (self.held >= self.hold[tid])
-        is_p, is_o, is_h = kind == KIND_PROGRESS, kind == KIND_ONGOING, kind == KIND_HOLD
-        reward = gain * is_p + prog * is_o + (is_h & held_done & open_).float()
+        held_done = is_h & (self.held >= self._hold)
+        reward = gain * is_p + prog * is_o + (held_done & open_).float()
         reward = reward * (is_o | open_)
-        done_now = open_ & (((kind != KIND_HOLD) & (prog >= 1)) | held_done)
+        done_now = open_ & ((~is_h & (prog >= 1)) | held_done)
         self.completed_tick = torch.where(done_now, s.tick[:, None], self.completed_tick)
         self.completed |= done_now
         self.progress = prog
