@@ -16,8 +16,8 @@ from nmmozoo.recipe import list_recipes
 from nmmozoo.train import PPOModule
 
 
-def run(recipe: str, maps: int, updates: int, rollout: int, preset: str | None):
-    env_over = {"num_maps": maps, **({"preset": preset} if preset else {})}
+def run(recipe: str, maps: int, updates: int, rollout: int, preset: str | None, device: str = "cpu"):
+    env_over = {"num_maps": maps, "device": device, **({"preset": preset} if preset else {})}
     m = PPOModule(recipe, overrides={"ppo.rollout_steps": rollout}, env_overrides=env_over)
     if preset == "tiny" and not m.recipe["model"].endswith("_tiny"):
         m = PPOModule(recipe, overrides={"ppo.rollout_steps": rollout, "model": f"{m.recipe['model']}_tiny"},
@@ -43,13 +43,17 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=2)
     ap.add_argument("--rollout", type=int, default=4096, help="agent-steps per update")
     ap.add_argument("--preset", default=None, help="override the recipes' env preset (e.g. tiny)")
+    ap.add_argument("--device", nargs="*", default=None, help="default: cpu, and cuda if present")
     a = ap.parse_args()
+    devices = a.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {a.maps} map(s), "
           f"{a.rollout} agent-steps per update")
-    print(f"{'recipe':>10} {'train agent-steps/s':>20} {'s/update':>9} {'rollout bytes/agent-step':>25}")
-    for r in a.recipes:
-        sps, per_update, per_step = run(r, a.maps, a.updates, a.rollout, a.preset)
-        print(f"{r:>10} {sps:>20,.0f} {per_update:>9.2f} {per_step:>25,.0f}", flush=True)
+    print(f"{'device':>6} {'recipe':>10} {'train agent-steps/s':>20} {'s/update':>9} "
+          f"{'rollout bytes/agent-step':>25}")
+    for device in devices:
+        for r in a.recipes:
+            sps, per_update, per_step = run(r, a.maps, a.updates, a.rollout, a.preset, device)
+            print(f"{device:>6} {r:>10} {sps:>20,.0f} {per_update:>9.2f} {per_step:>25,.0f}", flush=True)
 
 
 if __name__ == "__main__":

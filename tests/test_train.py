@@ -132,3 +132,25 @@ def test_multi_process_collector_trains(tmp_path):
     m.on_train_end()
     with pytest.raises(ValueError, match="collector_workers=3 must divide"):
         PPOModule("demo", overrides={"ppo.collector_workers": 3}, env_overrides={"num_maps": 2})
+
+
+def test_fit_loggers_and_print_config(tmp_path, capsys, monkeypatch):
+    """CSV, TensorBoard and W&B (offline: no account, no network) by one flag, and
+    --print_config shows the merged recipe with the command line's overrides."""
+    from nmmozoo.cli import main
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert main(["fit", "demo", "--model.ppo.lr", "5e-4", "--env.num_maps", "3", "--print_config"]) == 0
+    printed = capsys.readouterr().out
+    assert "lr: 0.0005" in printed and "num_maps: 3" in printed and "policy: baseline_tiny" in printed
+    run = tmp_path / "run"
+    assert main(["fit", "demo", "--run_dir", str(run), "--num_maps", "1", "--ppo.rollout_steps", "256",
+                 "--ppo.minibatch_steps", "256", "--ppo.epochs", "1", "--trainer.max_steps", "1",
+                 "--trainer.enable_progress_bar", "false", "--trainer.log_every_n_steps", "1",
+                 "--logger", "csv,tensorboard,wandb"]) == 0
+    assert list(run.rglob("metrics.csv")) and list(run.rglob("events.out.tfevents*"))
+    assert list(run.rglob("*.wandb")), "W&B wrote no offline run"
+    assert main(["fit", "demo", "--logger", "mlflow"]) == 2
+    assert "unknown logger(s) ['mlflow']" in capsys.readouterr().err

@@ -133,8 +133,6 @@ def _loggers(names: str, run, name: str):
                 (Path.home() / ".netrc").read_text() if (Path.home() / ".netrc").exists() else "")
             offline = os.environ.get("WANDB_MODE", "online" if logged_in else "offline") != "online"
             out.append(loggers.WandbLogger(project="nmmozoo", name=name, save_dir=str(run), offline=offline))
-        else:
-            raise SystemExit(f"nmmozoo fit: --logger: unknown logger {n!r} (csv, tensorboard, wandb)")
     return out
 
 
@@ -166,6 +164,10 @@ def _fit(argv: list[str]) -> int:
         recipe = load_recipe(recipe_arg)
     except SpecError as e:
         print(f"nmmozoo fit: {e}", file=sys.stderr)
+        return 2
+    bad = [n for n in opts.get("logger", "csv").split(",") if n.strip() not in ("csv", "tensorboard", "wandb")]
+    if bad:
+        print(f"nmmozoo fit: --logger: unknown logger(s) {bad}; known: csv, tensorboard, wandb", file=sys.stderr)
         return 2
     name = Path(str(recipe_arg)).stem
     run = Path(opts.get("run_dir") or f"runs/{name}")
@@ -210,7 +212,7 @@ def _fit(argv: list[str]) -> int:
             print(f"nmmozoo fit: {e}", file=sys.stderr)
             return 2
         except SystemExit as e:  # the CLI's own exits: --print_config (0), a bad argument (2)
-            return int(e.code or 0)
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     return 0
 
 

@@ -114,6 +114,7 @@ class PPOModule(L.LightningModule):
         self.policy = make_recipe_policy(self.recipe, probe)
         self.recurrent = self.policy.recurrent_shape is not None
         self.env = self._make_env(rank=0, env=probe)
+        self.policy.to(self.env.device)  # Lightning moves it too; this serves update() alone
         keys = observation_keys(self.env)
         shared = _SharedForward()
         self.actor = Actor(self.policy, keys, shared, sequence=self.recurrent)
