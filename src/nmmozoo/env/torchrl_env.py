@@ -64,6 +64,7 @@ class NMMOEnv(EnvBase):
         P, K, E = cfg.num_agents, cfg.num_entity_obs, cfg.num_entities
         BP = (B, P)
         sizes = self._sizes = head_sizes(cfg)
+        self._head_limit = torch.tensor([sizes[h] for h in ACTION_HEADS], device=dev)[:, None]
         i16 = torch.int16
         agents = {
             "mask": Categorical(2, shape=BP, dtype=torch.bool, device=dev),
@@ -129,12 +130,19 @@ class NMMOEnv(EnvBase):
             if a is None:
                 raise ActionError(f"action ('agents','action','{head}') is missing; an action "
                                   f"needs every head of {ACTION_HEADS}")
-            n = self._sizes[head]
-            if a.dtype.is_floating_point or (a < 0).any() or (a >= n).any():
-                bad = a[(a < 0) | (a >= n)][:3].tolist() if not a.dtype.is_floating_point else a.dtype
+            if a.dtype.is_floating_point:
                 raise ActionError(f"action ('agents','action','{head}') must hold integers in "
-                                  f"[0, {n}); got {bad}")
+                                  f"[0, {self._sizes[head]}); got {a.dtype}")
             acts[head] = a.long().to(self.device)
+        # Range check of all heads in a few ops (one sync); the message names the first bad head.
+        stacked = torch.stack([acts[h].reshape(-1) for h in ACTION_HEADS])
+        if bool(((stacked < 0) | (stacked >= self._head_limit)).any()):
+            for head in ACTION_HEADS:
+                a, n = acts[head], self._sizes[head]
+                if (a < 0).any() or (a >= n).any():
+                    bad = a[(a < 0) | (a >= n)][:3].tolist()
+                    raise ActionError(f"action ('agents','action','{head}') must hold integers in "
+                                      f"[0, {n}); got {bad}")
         obs = self.world.step(acts)
         return self._output(obs, with_reward=True)
 

@@ -213,26 +213,50 @@ class World:
                 "sell_item": full(S), "sell_price": full(0), "buy_item": full(cfg.market_size)}
 
     def _harvest_drops(self, won: dict[str, torch.Tensor]) -> None:
-        """Items from this tick's harvests: level 1, or 1 + the matching held tool's level."""
+        """Items from this tick's harvests: level 1, or 1 + the matching held tool's level.
+
+        A player may both gather (its tile) and fish (a neighbour) in one tick: the gathered
+        item (and a rare weapon with it) goes in first, then the fish. All of it is done on
+        one selection of the harvesters' inventories."""
         cfg, s, it = self.cfg, self.state, self.item_tables
-        for who, skill in ((won["gather"], won["gather_skill"]),
-                           (won["fish"], torch.full_like(won["gather_skill"], C.FISHING))):
-            if not bool(who.any()):
-                continue
-            tool = it.tool_for_skill[skill]
-            held = s.inv_equipped & (s.inv_type == tool[..., None])
-            tool_level = (s.inv_level * held).amax(-1)
-            level = torch.where(held.any(-1), (1 + tool_level).clamp(max=cfg.max_item_level), 1)
-            got = items.create(s, cfg, it, who, self.drop_item[skill], level)
-            s.events[..., C.EVENT["HARVEST_ITEM"]] += got.int()
-            b, p = got.nonzero(as_tuple=True)
-            items.count_items(s, items.HARVESTED, b, p, self.drop_item[skill][b, p], level[b, p],
-                              torch.ones_like(b))
-            rare = self.rare_item[skill]
-            lucky = got & (rare > 0) & (torch.rand(who.shape, generator=self.gen, device=s.device)
-                                         < cfg.rare_drop_probability)
+        gather, fish = won["gather"], won["fish"]
+        any_gather, any_fish = torch.stack([gather.any(), fish.any()]).tolist()
+        if not (any_gather or any_fish):
+            return
+        # Rare-drop draws, one per harvest kind that happened (the fish draw is never lucky).
+        u_gather = torch.rand(gather.shape, generator=self.gen, device=s.device) if any_gather else None
+        if any_fish:
+            torch.rand(fish.shape, generator=self.gen, device=s.device)
+        ids_gather = items.new_ids(s, gather)
+        r = items.Rows.where(s, gather | fish)
+        b, p = r.b, r.p
+        g, f = gather[b, p], fish[b, p]
+        skill = torch.stack([won["gather_skill"][b, p], torch.full_like(b, C.FISHING)], 1)  # [n, 2]
+        tool = it.tool_for_skill[skill]
+        held = r.inv_equipped[:, None, :] & (r.inv_type[:, None, :] == tool[..., None])  # [n, 2, S]
+        tool_level = (r.inv_level[:, None, :] * held).amax(-1)
+        level = torch.where(held.any(-1), (1 + tool_level).clamp(max=cfg.max_item_level), 1).int()
+        drop = self.drop_item[skill]
+        one = torch.ones_like(b, dtype=torch.int32)
+        got_g = items.receive(r, cfg, it, g, drop[:, 0], level[:, 0], one, ids_gather[b, p], need_space=True)
+        took = got_g.long()
+        if any_gather:
+            rare = self.rare_item[skill[:, 0]]
+            lucky = got_g & (rare > 0) & (u_gather[b, p] < cfg.rare_drop_probability)
+            lucky_all = torch.zeros_like(gather)
+            lucky_all[b, p] = lucky
+            ids = items.new_ids(s, lucky_all)
             if bool(lucky.any()):
-                items.create(s, cfg, it, lucky, rare, level)
+                took += items.receive(r, cfg, it, lucky, rare, level[:, 0], one, ids[b, p],
+                                      need_space=True)
+        ids_fish = items.new_ids(s, fish)
+        got_f = items.receive(r, cfg, it, f, drop[:, 1], level[:, 1], one, ids_fish[b, p], need_space=True)
+        took += got_f
+        r.write(s)
+        s.ledger[:, items.ITEMS_IN].index_add_(0, b, took)
+        s.events[b, p, C.EVENT["HARVEST_ITEM"]] += got_g.int() + got_f.int()
+        items.count_items(s, items.HARVESTED, b.repeat(2), p.repeat(2), drop.T.reshape(-1),
+                          level.T.reshape(-1), torch.cat([got_g, got_f]).int())
 
     def observe(self) -> dict[str, torch.Tensor]:
         return self.observer.observe(self.state, self.dense)
