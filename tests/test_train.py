@@ -25,7 +25,7 @@ def test_ppo_updates_change_the_policy():
     for i in range(2):
         log, sps = m.update(opt, i)
         assert torch.isfinite(log["loss"]) and sps > 0
-        assert {"entropy", "kl", "clip_fraction", "reward", "alive"} <= set(log)
+        assert {"entropy", "kl", "clip_fraction", "reward", "alive", "entropy/move", "entropy/buy_item"} <= set(log)
     changed = sum(not torch.equal(a, b) for a, b in zip(before, m.policy.parameters()))
     assert changed > len(before) // 2
     m.on_train_end()

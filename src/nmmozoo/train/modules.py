@@ -69,12 +69,14 @@ class Actor(TensorDictModuleBase):
                          [("agents", "sample_log_prob"), ("agents", "state_value")])
         self.shared = shared
         self.sequence = sequence
+        self.last_dist: MultiHeadCategorical | None = None
 
     def get_dist(self, td: TensorDictBase) -> MultiHeadCategorical:
         out = self.policy(td, sequence=self.sequence)
         if self.shared is not None:
             self.shared.put(td, out)
-        return MultiHeadCategorical(out["logits"])
+        self.last_dist = MultiHeadCategorical(out["logits"])  # for per-head entropy logs
+        return self.last_dist
 
     def forward(self, td: TensorDictBase) -> TensorDictBase:
         out = self.policy(td)

@@ -244,7 +244,10 @@ class PPOModule(L.LightningModule):
                 self._sync_grads()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
                 opt.step()
-                stats.append({"loss": loss.detach(),
+                heads = self.actor.last_dist.head_entropy()
+                self.actor.last_dist = None
+                stats.append({**{f"entropy/{h}": masked_mean(e.detach(), m[..., 0]) for h, e in heads.items()},
+                              "loss": loss.detach(),
                               "loss_objective": masked_mean(out["loss_objective"], m).detach(),
                               "loss_critic": masked_mean(out["loss_critic"], m).detach(),
                               "entropy": masked_mean(out["entropy"], m).detach(),
