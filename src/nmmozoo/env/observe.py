@@ -40,6 +40,7 @@ class Observer:
         self.win_flat = self.win_dr * cfg.map_size + self.win_dc
         self.map_offset_table = (torch.arange(B, device=device) * (E + 1))[:, None, None]
         self.slots = None  # [B, P, K] int16 entity slot per observed row (E: empty)
+        self._scratch = None  # [4, B, P, E] int16 work space of visible_pairs
         self.pairs = None  # every visible (agent row, entity slot, distance) of the last obs
         self.passable = passable_table(device)
         self.items = I.ItemTables(cfg, device)
@@ -71,12 +72,16 @@ class Observer:
         rp = torch.where(s.alive[:, :P], s.row[:, :P], -FAR).to(torch.int16)[..., None]
         cp = c[:, :P, None]
         r, c = r[:, None, :], c[:, None, :]
-        up = (rp + v) - r            # v + (agent row - entity row) [B, P, E]
-        left = (cp + v) - c
-        out = (r + v) - rp
+        # Into buffers kept between ticks: fresh tensors this big cost page faults each tick.
+        if self._scratch is None or self._scratch.shape[1:] != (B, P, E):
+            self._scratch = torch.empty(4, B, P, E, dtype=torch.int16, device=s.device)
+        up, left, out, tmp = self._scratch
+        torch.sub(rp + v, r, out=up)       # v + (agent row - entity row)
+        torch.sub(cp + v, c, out=left)
+        torch.sub(r + v, rp, out=out)
         out |= up
         out |= left
-        out |= (c + v) - cp
+        out |= torch.sub(c + v, cp, out=tmp)
         out.bitwise_not_()
         out >>= 15                   # -1 where the sign bit was set (visible), else 0
         flat = out.view(-1).nonzero().squeeze(1)
