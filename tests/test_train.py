@@ -154,3 +154,15 @@ def test_fit_loggers_and_print_config(tmp_path, capsys, monkeypatch):
     assert list(run.rglob("*.wandb")), "W&B wrote no offline run"
     assert main(["fit", "demo", "--logger", "mlflow"]) == 2
     assert "unknown logger(s) ['mlflow']" in capsys.readouterr().err
+
+
+def test_episode_metrics_are_logged():
+    """Ended agent-episodes give lifespan, return and task completion overall and per
+    category (the task of each agent travels in the rollout as ("agents","task_id"))."""
+    m = PPOModule("demo", overrides={"ppo.rollout_steps": 512, "ppo.epochs": 1},
+                  env_overrides={"num_maps": 2, "horizon": 10})
+    log, _ = m.update(torch.optim.Adam(m.policy.parameters(), lr=1e-3), 0)
+    assert float(log["episode/lifespan"]) == 10.0  # food and water last 20 ticks, spawn immunity 20: no deaths
+    assert {"episode/return", "task/completion", "task/survival"} <= set(log)
+    assert 0.0 <= float(log["task/survival"]) <= 1.0
+    m.on_train_end()

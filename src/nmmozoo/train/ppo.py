@@ -113,7 +113,8 @@ class PPOModule(L.LightningModule):
         probe = make_recipe_env(self.recipe, seed=seed, **self.env_overrides)
         self.policy = make_recipe_policy(self.recipe, probe)
         self.recurrent = self.policy.recurrent_shape is not None
-        self.env = self._make_env(rank=0, env=probe)
+        # the env stays out of the module tree: not trained, saved, or moved by Lightning
+        self.__dict__["env"] = self._make_env(rank=0, env=probe)
         self.policy.to(self.env.device)  # Lightning moves it too; this serves update() alone
         keys = observation_keys(self.env)
         shared = _SharedForward()
@@ -162,7 +163,7 @@ class PPOModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         if self.global_rank != self.rank:  # a data-parallel rank plays its own maps
             self.rank = self.global_rank
-            self.env = self._make_env(self.rank)
+            self.__dict__["env"] = self._make_env(self.rank)
 
     # --- data ----------------------------------------------------------------------------------------
     def train_dataloader(self):
