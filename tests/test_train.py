@@ -162,7 +162,7 @@ def test_episode_metrics_are_logged():
     m = PPOModule("demo", overrides={"ppo.rollout_steps": 512, "ppo.epochs": 1},
                   env_overrides={"num_maps": 2, "horizon": 10})
     log, _ = m.update(torch.optim.Adam(m.policy.parameters(), lr=1e-3), 0)
-    assert float(log["episode/lifespan"]) == 10.0  # food and water last 20 ticks, spawn immunity 20: no deaths
+    assert float(log["episode/lifespan"]) == 10.0  # food and water last 20 ticks, immunity 20: no deaths
     assert {"episode/return", "task/completion", "task/survival"} <= set(log)
     assert 0.0 <= float(log["task/survival"]) <= 1.0
     m.on_train_end()
