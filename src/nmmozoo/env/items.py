@@ -82,6 +82,9 @@ class ItemTables:
         for t, skill in {**WEAPONS, **AMMO, **TOOLS}.items():
             req[t] = skill
         self.req_skill = req.to(device)
+        # Ammunition that an attack of each style fires: [(type * levels + level) * 3 + style].
+        fires = (slot[:, None, None] == AMMO_SLOT) & (stats[..., :3] > 0)
+        self.fires = fires.reshape(-1).to(device)
         # The same as a column of [levels..., highest level] (see item_levels_ok).
         self.req_col = torch.where(req < 0, C.NUM_SKILLS, req).to(device)
         tool = torch.zeros(C.NUM_SKILLS, dtype=torch.int64)  # skill -> the tool that helps it
@@ -417,11 +420,9 @@ def fire_ammo(s, cfg, t, fired: torch.Tensor, style: torch.Tensor) -> None:
     r = Rows.where(s, fired)
     if not len(r):
         return
-    typ = r.inv_type.long()
-    attack = stats_of(t, typ, r.inv_level)  # [n, S, 8]
-    st = style[r.b, r.p]
-    match = attack.gather(2, st[:, None, None].expand(*typ.shape, 1)).squeeze(-1) > 0
-    ammo = r.inv_equipped & (t.equip_slot[typ] == AMMO_SLOT) & match
+    # Equipped ammunition with attack in the style used (a (type, level, style) look-up).
+    key = (r.inv_type * t.levels + r.inv_level.clamp(0, t.levels - 1)) * 3 + style[r.b, r.p, None]
+    ammo = r.inv_equipped & t.fires.index_select(0, key.view(-1)).view(key.shape)
     if not bool(ammo.any()):
         return
     r.inv_quantity -= ammo.int()

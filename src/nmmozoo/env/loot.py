@@ -50,9 +50,14 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
         k = killer[:, :P].clamp(0, P - 1)
         rank = I.rank_by_key(k, by_player)
         order = torch.rand(B, P, S, generator=gen, device=dev).argsort(-1)
+        # Empty slots move nothing: put the held items first (still in the random order) and
+        # stop after the most any victim holds.
+        held = s.inv_type.gather(-1, order) > 0
+        order = order.gather(-1, torch.sort((~held).to(torch.uint8), dim=-1, stable=True).indices)
+        n_held = int(held.sum(-1)[by_player].max())
         for r in range(int(rank[by_player].max()) + 1):
             b, v = (by_player & (rank == r)).nonzero(as_tuple=True)
-            for i in range(S):  # the victim's slots, in its random order
+            for i in range(n_held):  # the victim's items, in its random order
                 moved = I.transfer(s, cfg, t, b, v, order[b, v, i], k[b, v])
                 s.events[b, k[b, v], C.EVENT["LOOT_ITEM"]] += moved.int()
     gone = I.Rows.where(s, victim)

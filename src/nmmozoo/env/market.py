@@ -41,7 +41,12 @@ def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows:
     typ, lvl, qty = flat(s.inv_type), flat(s.inv_level), flat(s.inv_quantity)
     me = torch.arange(P, device=s.device)
     ok &= (price > 0) & (seller != me) & (s.gold[:, :P] >= price)
-    ok &= I.can_receive(s, t, cfg, typ.long(), lvl, qty)
+    # Room for it: a free slot, or (only full inventories are checked) a stack to join.
+    full = ok & (s.inv_type > 0).view(torch.uint8).amin(-1).bool()
+    if bool(full.any()):
+        fb, fp = full.nonzero(as_tuple=True)
+        ok[fb, fp] = I.can_receive(I.Rows(s, fb, fp), t, cfg, typ[fb, fp].long(), lvl[fb, fp],
+                                   qty[fb, fp])
     if not bool(ok.any()):
         return
     # One winner per listing, at random.
