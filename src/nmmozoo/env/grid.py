@@ -29,6 +29,12 @@ def tile_at(material: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> tor
     return material.view(B, H * W).gather(1, flat).view(row.shape).long()
 
 
+def lookup(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``table[idx]`` for a 1-D table and an int64 index of any shape; as ``index_select``,
+    several times faster on the CPU than advanced indexing."""
+    return table.index_select(0, idx.reshape(-1)).view(idx.shape)
+
+
 def chebyshev(r1, c1, r2, c2):
     return torch.maximum((r1 - r2).abs(), (c1 - c2).abs())
 

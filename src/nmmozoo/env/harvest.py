@@ -16,7 +16,7 @@ import torch
 
 from . import constants as C
 from .config import EnvConfig
-from .grid import material_table
+from .grid import lookup, material_table
 from .state import NEVER, WorldState
 
 _STAND_SKILL = {C.HERB: C.HERBALISM, C.ORE: C.PROSPECTING, C.TREE: C.CARVING,
@@ -84,7 +84,7 @@ def harvest(s: WorldState, cfg: EnvConfig, t: HarvestTables, gen: torch.Generato
     B, P, W = s.num_maps, cfg.num_agents, cfg.map_size
     alive = s.alive[:, :P]
     r, c = s.row[:, :P], s.col[:, :P]
-    stand = alive & t.standable[here]
+    stand = alive & lookup(t.standable, here)
     is_fish = neighbours == C.FISH
     fish = alive & is_fish.any(-1)
     d = is_fish.int().argmax(-1)  # first Fish neighbour in N, S, E, W order
@@ -95,7 +95,7 @@ def harvest(s: WorldState, cfg: EnvConfig, t: HarvestTables, gen: torch.Generato
     keys = torch.stack([key_stand, key_fish]).view(-1)
     slots = torch.arange(P, device=s.device).expand(2, B, P).reshape(-1)
     t.owner.scatter_reduce_(0, keys, slots, "amin")
-    won = (t.owner[keys] == slots).view(2, B, P)
+    won = (t.owner.index_select(0, keys) == slots).view(2, B, P)
     t.owner[keys] = _UNCLAIMED
     won_stand, won_fish = won[0] & stand, won[1] & fish
 
@@ -120,9 +120,9 @@ def harvest(s: WorldState, cfg: EnvConfig, t: HarvestTables, gen: torch.Generato
     s.events[..., C.EVENT["EAT_FOOD"]] += eat.int()
     # Skills: XP to the matching skill.
     gather = won_stand & ~eat
-    skill = t.stand_skill[here]
+    skill = lookup(t.stand_skill, here)
     exp = s.exp[:, :P]
-    exp.scatter_add_(2, skill[..., None], torch.where(gather, t.stand_xp[here], 0)[..., None])
+    exp.scatter_add_(2, skill[..., None], torch.where(gather, lookup(t.stand_xp, here), 0)[..., None])
     exp[..., C.FISHING] += won_fish.int() * cfg.xp_fishing_herbalism
     return {"gather": gather, "gather_skill": skill, "fish": won_fish}
 

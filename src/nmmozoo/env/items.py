@@ -330,15 +330,20 @@ def destroy_action(s, cfg, t, slot, busy) -> None:
 
 
 def give_target(s, cfg, obs_slots, row, busy) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ok, target player slot) of a give target head: a live other player on the same tile."""
+    """(ok, target player slot) of a give target head: a live other player on the same tile.
+    ``row`` is ``[B, P]``, or ``[B, P, n]`` for n target heads at once."""
     P, K = cfg.num_agents, cfg.num_entity_obs
-    tgt = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1).long()
-    ok = (row < K) & (tgt < P) & s.alive[:, :P] & ~busy
+    r = row if row.dim() == 3 else row[..., None]
+    tgt = obs_slots.gather(2, r.clamp_max(K - 1)).long()  # [B, P, n]
     tc = tgt.clamp_max(P - 1)
-    me = torch.arange(P, device=s.device)
-    ok &= (tc != me) & s.alive[:, :P].gather(1, tc)
-    ok &= (s.row[:, :P].gather(1, tc) == s.row[:, :P]) & (s.col[:, :P].gather(1, tc) == s.col[:, :P])
-    return ok, tc
+    flat = tc.view(tc.shape[0], -1)
+    alive = s.alive[:, :P]
+    me = torch.arange(P, device=s.device)[:, None]
+    ok = (r < K) & (tgt < P) & (alive & ~busy)[..., None] & (tc != me)
+    ok &= alive.gather(1, flat).view_as(tc)
+    ok &= (s.row[:, :P].gather(1, flat).view_as(tc) == s.row[:, :P, None])
+    ok &= (s.col[:, :P].gather(1, flat).view_as(tc) == s.col[:, :P, None])
+    return (ok, tc) if row.dim() == 3 else (ok[..., 0], tc[..., 0])
 
 
 def route(values: torch.Tensor, dst: torch.Tensor, P: int) -> torch.Tensor:
@@ -382,11 +387,11 @@ def transfer(s, cfg, t, src_b, src_p, src_j, dst_p, need_space=False):
     return fits
 
 
-def give(s, cfg, t, item, row, obs_slots, busy) -> None:
+def give(s, cfg, t, item, row, obs_slots, busy, target=None) -> None:
     """Give: move an unequipped, unlisted item to a player on the same tile. Several gifts to
     one player land one after another (lowest giver first) while they fit."""
     S = cfg.inventory_slots
-    ok, tgt = give_target(s, cfg, obs_slots, row, busy)
+    ok, tgt = give_target(s, cfg, obs_slots, row, busy) if target is None else target
     j = item.clamp_max(S - 1)
     ok &= (item < S) & (gather_slot(s.inv_type, j) > 0) & ~gather_slot(s.inv_equipped, j)
     ok &= gather_slot(s.inv_price, j) == 0
@@ -399,10 +404,10 @@ def give(s, cfg, t, item, row, obs_slots, busy) -> None:
         s.events[b, p, C.EVENT["GIVE_ITEM"]] += sent.int()
 
 
-def give_gold(s, cfg, amount_idx, row, obs_slots, busy) -> None:
+def give_gold(s, cfg, amount_idx, row, obs_slots, busy, target=None) -> None:
     """GiveGold: ``amount_idx + 1`` gold to a player on the same tile, if owned."""
     P = cfg.num_agents
-    ok, tgt = give_target(s, cfg, obs_slots, row, busy)
+    ok, tgt = give_target(s, cfg, obs_slots, row, busy) if target is None else target
     amount = (amount_idx + 1).int()
     ok &= amount <= s.gold[:, :P]
     if not bool(ok.any()):

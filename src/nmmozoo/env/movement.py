@@ -7,7 +7,7 @@ import torch
 
 from . import constants as C
 from .config import EnvConfig
-from .grid import chebyshev, tile_at
+from .grid import chebyshev, lookup, tile_at
 from .state import WorldState
 
 
@@ -16,7 +16,7 @@ def move(s: WorldState, cfg: EnvConfig, direction: torch.Tensor, passable: torch
     """Move every live entity one step in ``direction`` ``[B, E]`` (index into MOVE_DELTAS)."""
     d = deltas[direction]
     nr, nc = s.row + d[..., 0], s.col + d[..., 1]
-    ok = s.alive & (s.freeze == 0) & passable[tile_at(s.material, nr, nc)]
+    ok = s.alive & (s.freeze == 0) & lookup(passable, tile_at(s.material, nr, nc))
     s.row.copy_(torch.where(ok, nr, s.row))
     s.col.copy_(torch.where(ok, nc, s.col))
     P = cfg.num_agents

@@ -12,7 +12,7 @@ import torch
 
 from . import constants as C
 from .config import EnvConfig
-from .grid import chebyshev, tile_at
+from .grid import chebyshev, lookup, tile_at
 from .state import WorldState
 
 
@@ -40,7 +40,7 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
     lo = cfg.map_border
     r = torch.randint(lo, lo + cfg.playable, (B, A), generator=gen, device=dev)
     c = torch.randint(lo, lo + cfg.playable, (B, A), generator=gen, device=dev)
-    ok = passable[tile_at(s.material, r, c)]
+    ok = lookup(passable, tile_at(s.material, r, c))
     if maps is not None:
         ok &= maps[:, None]
     free = ~s.alive[:, P:]
@@ -143,7 +143,7 @@ def decide(s: WorldState, cfg: EnvConfig, gen: torch.Generator, pairs,
     s.npc_target[:, P:] = tgt
 
     # Movement: wander (a random passable direction) or hunt.
-    nbr = passable[tile_at(s.material, r[..., None] + deltas[:4, 0], c[..., None] + deltas[:4, 1])]
+    nbr = lookup(passable, tile_at(s.material, r[..., None] + deltas[:4, 0], c[..., None] + deltas[:4, 1]))
     noise = torch.rand(B, N, 4, generator=gen, device=dev) * nbr
     wander = torch.where(nbr.any(-1), noise.argmax(-1), 4)
     has = tgt >= 0

@@ -23,7 +23,7 @@ from . import constants as C
 from . import items as I
 from . import market
 from .config import EnvConfig
-from .grid import bool_full, passable_table, tile_at
+from .grid import bool_full, lookup, passable_table, tile_at
 from .state import WorldState
 
 FAR = -10000  # coordinate given to dead entities so that no one sees them
@@ -146,7 +146,7 @@ class Observer:
         r, c = s.row[:, :P], s.col[:, :P]
         nbr = tile_at(s.material, r[..., None] + self.deltas[:, 0], c[..., None] + self.deltas[:, 1])
         move_mask = bool_full(B, P, C.NUM_MOVES, value=True, device=s.device)
-        move_mask[..., :4] = self.passable[nbr] & alive[..., None]
+        move_mask[..., :4] = lookup(self.passable, nbr) & alive[..., None]
 
         if cfg.item_system:
             out_items = self.item_observations(s, pair_row, pair_ent, pos, pd, me)

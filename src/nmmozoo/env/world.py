@@ -162,9 +162,13 @@ class World:
             busy = items.in_combat(s, P, cfg.combat_status_ticks)
             items.use(s, cfg, it, actions["use_item"], busy)  # later phases move only unequipped items
             market.buy(s, cfg, it, actions["buy_item"], self.observer.market_rows, busy, self.gen)
-            items.give(s, cfg, it, actions["give_item"], actions["give_target"], obs_slots, busy)
+            # Both give target heads at once (gifts move nothing that the checks read).
+            ok, tgt = items.give_target(s, cfg, obs_slots, torch.stack(
+                [actions["give_target"], actions["give_gold_target"]], -1), busy)
+            items.give(s, cfg, it, actions["give_item"], actions["give_target"], obs_slots, busy,
+                       (ok[..., 0], tgt[..., 0]))
             items.give_gold(s, cfg, actions["give_gold_amount"], actions["give_gold_target"],
-                            obs_slots, busy)
+                            obs_slots, busy, (ok[..., 1], tgt[..., 1]))
             items.destroy_action(s, cfg, it, actions["destroy_item"], busy)
         row = actions["attack_target"].clamp(0, K)
         slot = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1).long()
