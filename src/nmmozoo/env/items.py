@@ -162,7 +162,8 @@ def item_levels_ok(s: WorldState, t: ItemTables, P: int) -> torch.Tensor:
     """Every inventory slot's item is within its owner's level for it ``[B, P, S]``."""
     lv = s.level[:, :P]
     lv = torch.cat([lv, lv.amax(-1, keepdim=True)], -1)
-    return s.inv_level <= lv.gather(-1, t.req_col[s.inv_type])
+    need = t.req_col.index_select(0, s.inv_type.view(-1)).view(s.inv_type.shape)
+    return s.inv_level <= lv.gather(-1, need)
 
 
 def stack_slot(inv, t, cfg, typ, lvl, qty):
