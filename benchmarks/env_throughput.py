@@ -64,7 +64,12 @@ def main() -> None:
                     help="item system (items, market, gifts) on, off, or both")
     ap.add_argument("--tasks", nargs="*", default=["curriculum"],
                     help="task sets to run with: curriculum, heldout, none, or a task file")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's; 1 gives steadier A/B timings on a "
+                         "busy machine)")
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     devices = a.device or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, preset {a.preset}")
     print("env: agent-steps/s of the env step alone; +sampling: with drawing the random masked")
