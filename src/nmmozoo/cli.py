@@ -139,6 +139,7 @@ def _loggers(names: str, run, name: str):
 def _fit(argv: list[str]) -> int:
     """``nmmozoo fit``: a recipe through Lightning's CLI (see ``FIT_USAGE``)."""
     import tempfile
+    import warnings
 
     import yaml
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -150,8 +151,6 @@ def _fit(argv: list[str]) -> int:
     from nmmozoo.recipe import load_recipe
     from nmmozoo.tasks.spec import TaskError
     from nmmozoo.train import PPOModule
-
-    import warnings
 
     if argv and argv[0] in ("-h", "--help"):
         print(FIT_USAGE)

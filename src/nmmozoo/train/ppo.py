@@ -46,11 +46,13 @@ def add_memory(env, shape: tuple[int, ...]) -> None:
 
 
 def make_train_env(recipe: dict, seed: int = 0, env_overrides: dict | None = None,
-                   memory: tuple[int, ...] | None = None):
-    """The env a rollout runs: the recipe's env with its reward shaping, the per-agent task
-    index and episode return for the logs, and a recurrent policy's state. Module-level (and
-    so picklable) for worker-process collectors."""
-    env = make_recipe_env(recipe, seed=seed, **(env_overrides or {}))
+                   memory: tuple[int, ...] | None = None, env=None):
+    """The env a rollout runs: the recipe's env (or ``env``, one already made by
+    ``make_recipe_env``) with its reward shaping, the per-agent task index and episode return
+    for the logs, and a recurrent policy's state. Module-level (and so picklable) for
+    worker-process collectors."""
+    if env is None:
+        env = make_recipe_env(recipe, seed=seed, **(env_overrides or {}))
     if env.base_env.world.tasks is not None:
         env.append_transform(TaskIds())
     env.append_transform(RewardSum(in_keys=[("agents", "reward")],
@@ -149,16 +151,8 @@ class PPOModule(L.LightningModule):
 
     def _make_env(self, rank: int, env=None):
         """This rank's env: seeded apart from the other ranks' (data-parallel PPO)."""
-        memory = self.policy.recurrent_shape
-        if env is None:
-            return make_train_env(self.recipe, self.seed + 1000 * rank, self.env_overrides, memory)
-        if env.base_env.world.tasks is not None:
-            env.append_transform(TaskIds())
-        env.append_transform(RewardSum(in_keys=[("agents", "reward")],
-                                       out_keys=[("agents", "episode_return")], reset_keys=["_reset"]))
-        if memory is not None:
-            add_memory(env, memory)
-        return env
+        return make_train_env(self.recipe, self.seed + 1000 * rank, self.env_overrides,
+                              self.policy.recurrent_shape, env)
 
     def setup(self, stage: str) -> None:
         if self.global_rank != self.rank:  # a data-parallel rank plays its own maps
