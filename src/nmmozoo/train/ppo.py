@@ -63,15 +63,19 @@ def make_train_env(recipe: dict, seed: int = 0, env_overrides: dict | None = Non
 
 
 class _Updates:
-    """The training "data": an endless, resumable stream of update indices (the rollout is
-    collected inside the step). Its position is saved in checkpoints, so a fit resumed from
-    the middle of an epoch continues where it stopped."""
+    """The training "data": a resumable stream of update indices (the rollout is collected
+    inside the step). One epoch is the whole run's updates (``length``), so the progress
+    bar counts updates; the position is saved in checkpoints, so a fit resumed from the
+    middle continues where it stopped."""
 
-    def __init__(self):
-        self.index = 0
+    def __init__(self, length: int = 1):
+        self.index, self.length = 0, length
+
+    def __len__(self) -> int:
+        return self.length
 
     def __iter__(self):
-        while True:
+        for _ in range(self.length):
             yield self.index
             self.index += 1
 
@@ -161,6 +165,8 @@ class PPOModule(L.LightningModule):
 
     # --- data ----------------------------------------------------------------------------------------
     def train_dataloader(self):
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        self._updates.length = -(-max_steps // self.steps_per_update) if max_steps > 0 else self.updates
         return self._updates
 
     def _collect(self):
