@@ -166,3 +166,45 @@ def test_episode_metrics_are_logged():
     assert {"episode/return", "task/completion", "task/survival"} <= set(log)
     assert 0.0 <= float(log["task/survival"]) <= 1.0
     m.on_train_end()
+
+
+def test_fit_killed_midway_resumes_from_last_ckpt(tmp_path):
+    """A fit killed (SIGKILL) mid-run resumes from last.ckpt: the step count and Adam's
+    state continue from the checkpoint, and the run finishes."""
+    import subprocess
+    import sys
+    import time
+
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "nmmozoo.cli", "fit", "demo", "--run_dir", str(run), "--num_maps", "1",
+            "--ppo.rollout_steps", "256", "--ppo.minibatch_steps", "256", "--ppo.epochs", "1",
+            "--trainer.enable_progress_bar", "false", "--checkpoint_every", "1"]
+    proc = subprocess.Popen([*args, "--trainer.max_steps", "1000"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    last = run / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if last.exists():
+                try:
+                    if torch.load(last, weights_only=False)["global_step"] >= 3:
+                        break
+                except Exception:  # being replaced right now: read it again
+                    pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("no checkpoint at step 3 within 300 s")
+    finally:
+        proc.kill()
+        proc.wait()
+    saved = torch.load(last, weights_only=False)  # whole and loadable after the kill
+    step = saved["global_step"]
+    assert 3 <= step < 1000
+    r = subprocess.run([*args, "--trainer.max_steps", str(step + 2), "--ckpt_path", "last"],
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    resumed = torch.load(last, weights_only=False)
+    assert resumed["global_step"] == step + 2
+    assert resumed["nmmozoo_agent_steps"] == (step + 2) * 256
+    adam = [float(s["step"]) for s in resumed["optimizer_states"][0]["state"].values()]
+    assert adam[0] == step + 2
