@@ -243,7 +243,11 @@ class PPOModule(L.LightningModule):
                 opt.zero_grad()
                 backward(loss)
                 self._sync_grads()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
+                if self._trainer is not None:  # unscales first under mixed precision
+                    self.clip_gradients(opt, gradient_clip_val=self.cfg.max_grad_norm,
+                                        gradient_clip_algorithm="norm")
+                else:
+                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
                 opt.step()
                 heads = self.actor.last_dist.head_entropy()
                 self.actor.last_dist = None
