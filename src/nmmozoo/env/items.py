@@ -262,7 +262,6 @@ def inventory_rows(t: ItemTables, s: WorldState, P: int) -> torch.Tensor:
     out[:, ROW_EQUIPPED] = s.inv_equipped.view(-1)
     out[:, ROW_PRICE] = s.inv_price.view(-1)
     return out.view(*key.shape, C.NUM_ITEM_COLUMNS)
-    return out
 
 
 def refresh_equipment(s: WorldState, cfg: EnvConfig, t: ItemTables, rows: Rows) -> None:

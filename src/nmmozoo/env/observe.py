@@ -72,7 +72,8 @@ class Observer:
         rp = torch.where(s.alive[:, :P], s.row[:, :P], -FAR).to(torch.int16)[..., None]
         cp = c[:, :P, None]
         r, c = r[:, None, :], c[:, None, :]
-        # Into buffers kept between ticks: fresh tensors this big cost page faults each tick.
+        # Into buffers kept between ticks: fresh tensors this big cost page faults and cache
+        # misses every tick.
         if self._scratch is None or self._scratch.shape[1:] != (B, P, E):
             self._scratch = torch.empty(4, B, P, E, dtype=torch.int16, device=s.device)
         up, left, out, tmp = self._scratch

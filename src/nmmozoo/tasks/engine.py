@@ -109,7 +109,7 @@ class TaskEngine:
         """Group every agent's clauses by predicate type (all clause slots together), with
         their arguments, subject members and where their progress goes, once per assignment:
         tasks do not change within an episode. Also the per-agent task constants."""
-        B, P = self.task_id.shape
+        P = self.task_id.shape[1]
         K = MAX_CLAUSES
         tid = self.task_id.view(-1)
         pk = self.pred[tid].view(-1)  # [B*P*K] predicate of each clause slot (-1: none)
