@@ -104,6 +104,7 @@ def _fit_cmd(run, *extra):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.timeout(900)
 def test_fit_data_parallel_on_cpu(tmp_path):
     """`--trainer.devices 2 --trainer.strategy ddp`: two processes, one env each, averaged
     gradients (the ranks' weights are checked equal at the end), agent-steps of both."""
@@ -119,6 +120,7 @@ def test_fit_data_parallel_on_cpu(tmp_path):
     assert steps[-1] == 1024
 
 
+@pytest.mark.timeout(900)
 def test_multi_process_collector_trains(tmp_path):
     """`ppo.collector_workers 2`: a MultiSyncCollector of two worker processes, each with
     half the maps; the rollout has every map and the policy's weights reach the workers."""
@@ -168,6 +170,7 @@ def test_episode_metrics_are_logged():
     m.on_train_end()
 
 
+@pytest.mark.timeout(900)
 def test_fit_killed_midway_resumes_from_last_ckpt(tmp_path):
     """A fit killed (SIGKILL) mid-run resumes from last.ckpt: the step count and Adam's
     state continue from the checkpoint, and the run finishes."""
