@@ -22,3 +22,24 @@ def test_recurrent_policy_evaluates_with_its_memory():
     assert r["agent_episodes"] == 32 and r["lifespan"] == 8.0
     with pytest.raises(ValueError, match="episodes and num_maps must be ≥ 1"):
         evaluate(None, preset="tiny", episodes=0)
+
+
+def test_task_ids_at_an_episode_end_are_the_ended_episode_tasks():
+    """The map resets (and re-assigns tasks in place) right after its last step: the
+    ("agents","task_id") recorded with that step must still be the ended episode's."""
+    import torch
+    from torchrl.envs import TransformedEnv
+
+    from nmmozoo.env import make_env, random_actions
+    from nmmozoo.train.metrics import TaskIds
+
+    env = make_env("tiny", num_maps=2, tasks="curriculum", num_npcs=4, horizon=3)
+    t = TransformedEnv(env, TaskIds())
+    td = t.reset()
+    for _ in range(3):
+        before = env.world.tasks.task_id.clone()
+        random_actions(td)
+        step, td = t.step_and_maybe_reset(td)
+    assert step["next", "done"].all()
+    assert torch.equal(step["next", "agents", "task_id"], before)
+    assert not torch.equal(td["agents", "task_id"], before)  # the new episodes' tasks

@@ -88,7 +88,7 @@ Lightning CLI: the recipe becomes the model's config, any field can be overridde
 --trainer.devices 2 --trainer.strategy ddp, --trainer.precision bf16-mixed).
 Loggers: CSV by default; --logger tensorboard,wandb (W&B offline unless logged in)."""
 
-SECTION_KEYS = {"env": "env", "ppo": "ppo", "rewards": "rewards", "model": "policy"}
+LOGGERS = ("csv", "tensorboard", "wandb")
 
 
 def _fit_args(argv: list[str]) -> tuple[str, dict, list[str]]:
@@ -103,8 +103,14 @@ def _fit_args(argv: list[str]) -> tuple[str, dict, list[str]]:
         key, _, inline = tok.partition("=")
         if key in shortcuts:
             if not inline and i + 1 >= len(argv):
-                raise SystemExit(f"nmmozoo fit: {key} needs a value")
-            opts[key[2:]] = inline or argv[i + 1]
+                raise ValueError(f"{key} needs a value")
+            val = inline or argv[i + 1]
+            if key in ("--num_maps", "--seed", "--checkpoint_every"):
+                if not val.lstrip("-").isdigit() or (key != "--seed" and int(val) < 1):
+                    raise ValueError(f"{key} expects {'an integer' if key == '--seed' else 'a positive integer'}, "
+                                     f"got {val!r}")
+                val = int(val)
+            opts[key[2:]] = val
             i += 1 if inline else 2
             continue
         head = key[2:].split(".")[0] if key.startswith("--") else ""
@@ -161,20 +167,20 @@ def _fit(argv: list[str]) -> int:
     try:
         recipe_arg, opts, rest = _fit_args(argv)
         recipe = load_recipe(recipe_arg)
-    except SpecError as e:
+    except (SpecError, ValueError) as e:
         print(f"nmmozoo fit: {e}", file=sys.stderr)
         return 2
-    bad = [n for n in opts.get("logger", "csv").split(",") if n.strip() not in ("csv", "tensorboard", "wandb")]
+    bad = [n for n in opts.get("logger", "csv").split(",") if n.strip() not in LOGGERS]
     if bad:
-        print(f"nmmozoo fit: --logger: unknown logger(s) {bad}; known: csv, tensorboard, wandb", file=sys.stderr)
+        print(f"nmmozoo fit: --logger: unknown logger(s) {bad}; known: {', '.join(LOGGERS)}", file=sys.stderr)
         return 2
     name = Path(str(recipe_arg)).stem
     run = Path(opts.get("run_dir") or f"runs/{name}")
     model_cfg = {"recipe": str(recipe_arg), "policy": recipe["model"], "env": dict(recipe.get("env") or {}),
                  "rewards": list(recipe.get("rewards") or []), "ppo": dict(recipe.get("ppo") or {}),
-                 "seed": int(opts.get("seed", 0))}
+                 "seed": opts.get("seed", 0)}
     if "num_maps" in opts:
-        model_cfg["env"]["num_maps"] = int(opts["num_maps"])
+        model_cfg["env"]["num_maps"] = opts["num_maps"]
     trainer_cfg = dict(recipe.get("trainer") or {})
     on_gpu = str(model_cfg["env"].get("device", "cpu")).startswith("cuda")
     trainer_cfg.setdefault("accelerator", "gpu" if on_gpu else "cpu")
@@ -197,13 +203,13 @@ def _fit(argv: list[str]) -> int:
                       f"policy exported to {out}")
 
     ckpt = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True,
-                           every_n_train_steps=int(opts.get("checkpoint_every", 20)))
+                           every_n_train_steps=opts.get("checkpoint_every", 20))
     with tempfile.TemporaryDirectory() as tmp:
         cfg_file = Path(tmp) / "recipe.yaml"
         cfg_file.write_text(yaml.safe_dump({"model": model_cfg, "trainer": trainer_cfg}, sort_keys=False))
         try:
             FitCLI(PPOModule, args=["fit", "--config", str(cfg_file), *rest], save_config_callback=None,
-                   seed_everything_default=int(opts.get("seed", 0)),
+                   seed_everything_default=opts.get("seed", 0),
                    trainer_defaults={"default_root_dir": str(run), "callbacks": [ckpt], "max_epochs": -1,
                                      "enable_model_summary": False},
                    parser_kwargs={"fit": {"prog": "nmmozoo fit", "description": FIT_USAGE}})

@@ -11,19 +11,13 @@ every task equally often, and the result carries the competition's category scor
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import torch
+from torchrl.envs import TransformedEnv
 
 from .env import make_env, random_actions
-from .env.world import STAT_NAMES
-
-LIFESPAN = STAT_NAMES.index("time_alive")
-
-
-def _category(spec) -> str:
-    return spec.category or (spec.tags[0] if spec.tags else "other")
+from .train.metrics import LIFESPAN, TaskIds, mean_by
 
 
 @torch.no_grad()
@@ -43,35 +37,32 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
     if policy is not None:
         policy = policy.to(device).eval()
     engine = env.world.tasks
+    if engine is not None:  # each ended agent-episode's task comes with the step
+        env = TransformedEnv(env, TaskIds())
     specs = engine.specs if engine is not None else []
     gen = torch.Generator(device="cpu").manual_seed(seed)
     torch.manual_seed(seed)
     td = env.reset()
-    B, P = num_maps, env.config.num_agents
+    B, P = num_maps, env.base_env.config.num_agents
     recurrent = policy is not None and policy.recurrent_shape is not None
     if recurrent:
         td["agents", "recurrent_state"] = torch.zeros(B, P, *policy.recurrent_shape, device=device)
         td["is_init"] = torch.ones(B, 1, dtype=torch.bool, device=device)
     finished = torch.zeros(B, dtype=torch.int64)
-    lifespans: list[torch.Tensor] = []
-    done_by_task: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    lifespans, task_ids, completed = [], [], []  # per ended agent-episode
     while bool((finished < episodes).any()):
         if policy is None:
             random_actions(td, generator=gen)
         else:
             policy.act(td, deterministic=deterministic)
-        task_id = engine.task_id.clone().cpu() if engine is not None else None
         step, td = env.step_and_maybe_reset(td)
         nxt = step["next"]
         ended = nxt["done"].reshape(B).cpu() & (finished < episodes)
         if ended.any():
             lifespans.append(nxt["agents", "stats"][..., LIFESPAN].cpu()[ended].float().reshape(-1))
             if engine is not None:
-                comp = nxt["agents", "task_completed"].cpu()[ended].reshape(-1).float()
-                ids = task_id[ended].reshape(-1)
-                for i, c in zip(ids.tolist(), comp.tolist()):
-                    done_by_task[i][0] += c
-                    done_by_task[i][1] += 1
+                completed.append(nxt["agents", "task_completed"].cpu()[ended].reshape(-1).float())
+                task_ids.append(nxt["agents", "task_id"].cpu()[ended].reshape(-1))
         finished += nxt["done"].reshape(B).cpu().long()
         if recurrent:
             td["agents", "recurrent_state"] = step["next", "agents", "recurrent_state"]
@@ -79,18 +70,13 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
     life = torch.cat(lifespans)
     out: dict[str, Any] = {"lifespan": float(life.mean()), "agent_episodes": int(life.numel())}
     if engine is not None:
-        by_task, by_cat = {}, defaultdict(lambda: [0.0, 0.0])
-        for i, (c, n) in done_by_task.items():
-            sp = specs[i]
-            by_task[sp.name or f"task_{i}"] = c / n
-            acc = by_cat[_category(sp)]
-            acc[0] += c
-            acc[1] += n
-        out["completion"] = sum(c for c, _ in done_by_task.values()) / sum(n for _, n in done_by_task.values())
-        out["by_task"] = dict(sorted(by_task.items()))
-        out["by_category"] = {k: c / n for k, (c, n) in sorted(by_cat.items())}
+        ids, comp = torch.cat(task_ids), torch.cat(completed)
+        out["completion"] = float(comp.mean())
+        names = [sp.name or f"task_{i}" for i, sp in enumerate(specs)]
+        out["by_task"] = {k: float(v) for k, v in mean_by(ids, comp, names).items()}
+        out["by_category"] = {k: float(v) for k, v in mean_by(ids, comp, [sp.group for sp in specs]).items()}
         if tasks == "heldout":
             from .tasks import score
 
-            out["score"] = score(by_task)
+            out["score"] = score(out["by_task"])
     return out

@@ -57,6 +57,11 @@ class TaskSpec:
     category: str | None = None
     name: str | None = None
 
+    @property
+    def group(self) -> str:
+        """What metrics group the task under: its ``category``, else its first tag."""
+        return self.category or (self.tags[0] if self.tags else "other")
+
     def text(self) -> str:
         """Canonical source of the task (what is embedded and what names it)."""
         body = f" {self.combine.upper()} ".join(c.text() for c in self.clauses)

@@ -3,8 +3,6 @@ with any collector, in-process or in worker processes)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
 from torchrl.data import Categorical
 from torchrl.envs import Transform
@@ -25,7 +23,8 @@ class TaskIds(Transform):
         return self.parent.base_env.world.tasks
 
     def _ids(self, like):
-        return self._engine().task_id.to(like.device)
+        # a copy: the engine re-assigns task_id in place when the map resets
+        return self._engine().task_id.to(like.device, copy=True)
 
     def _reset(self, tensordict, tensordict_reset):
         tensordict_reset.set(("agents", "task_id"), self._ids(tensordict_reset.get(("agents", "mask"))))
@@ -46,36 +45,39 @@ class TaskIds(Transform):
 
 
 def task_categories(env) -> list[str] | None:
-    """The category of each task of the env's task list (its ``category``, else its first
-    tag), or None when the env runs without tasks."""
+    """The group of each task of the env's task list (``TaskSpec.group``), or None when the
+    env runs without tasks."""
     engine = env.base_env.world.tasks
-    if engine is None:
-        return None
-    return [sp.category or (sp.tags[0] if sp.tags else "other") for sp in engine.specs]
+    return None if engine is None else [sp.group for sp in engine.specs]
+
+
+def mean_by(index: torch.Tensor, values: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+    """Mean of ``values`` per name, where item ``k`` belongs to ``names[index[k]]`` (several
+    indices may share a name); names with no item are left out. One bincount, no loop over
+    items."""
+    labels = sorted(set(names))
+    code = torch.tensor([labels.index(n) for n in names], device=index.device)[index]
+    total = torch.bincount(code, weights=values.float(), minlength=len(labels))
+    count = torch.bincount(code, minlength=len(labels))
+    return {n: total[k] / count[k] for k, n in enumerate(labels) if count[k] > 0}
 
 
 def episode_metrics(data, categories: list[str] | None) -> dict[str, torch.Tensor]:
-    """Lifespan and task completion (overall and per category) of the agent-episodes that
-    ended in the rollout ``data`` ``[maps, ticks]``."""
+    """Lifespan, return and task completion (overall and per category) of the
+    agent-episodes that ended in the rollout ``data`` ``[maps, ticks]``."""
     out: dict[str, torch.Tensor] = {}
     ended = data["next", "done"].squeeze(-1)
     if not ended.any():
         return out
     nxt = data["next", "agents"]
     out["episode/lifespan"] = nxt["stats"][ended][..., LIFESPAN].float().mean()
-    out["episode/return"] = data["next", "agents", "episode_return"][ended].mean() \
-        if "episode_return" in nxt else None
-    if out["episode/return"] is None:
-        del out["episode/return"]
+    if "episode_return" in nxt:
+        out["episode/return"] = nxt["episode_return"][ended].mean()
     if categories is None or "task_completed" not in nxt:
         return out
     comp = nxt["task_completed"][ended].reshape(-1).float()
     out["task/completion"] = comp.mean()
     if "task_id" in nxt:
-        ids = nxt["task_id"][ended].reshape(-1).tolist()
-        acc = defaultdict(list)
-        for i, c in zip(ids, comp.tolist()):
-            acc[categories[i]].append(c)
-        for cat, v in sorted(acc.items()):
-            out[f"task/{cat}"] = torch.tensor(sum(v) / len(v))
+        by = mean_by(nxt["task_id"][ended].reshape(-1), comp, categories)
+        out.update({f"task/{c}": v for c, v in by.items()})
     return out

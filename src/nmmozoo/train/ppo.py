@@ -238,8 +238,8 @@ class PPOModule(L.LightningModule):
                 mb = flat[idx]
                 out = self.loss(mb)
                 m = mb["agents", "mask"][..., None]
-                loss = (masked_mean(out["loss_objective"], m) + masked_mean(out["loss_critic"], m)
-                        + masked_mean(out["loss_entropy"], m))
+                terms = {k: masked_mean(out[f"loss_{k}"], m) for k in ("objective", "critic", "entropy")}
+                loss = terms["objective"] + terms["critic"] + terms["entropy"]
                 opt.zero_grad()
                 backward(loss)
                 self._sync_grads()
@@ -251,14 +251,15 @@ class PPOModule(L.LightningModule):
                 opt.step()
                 heads = self.actor.last_dist.head_entropy()
                 self.actor.last_dist = None
-                stats.append({**{f"entropy/{h}": masked_mean(e.detach(), m[..., 0]) for h, e in heads.items()},
-                              "loss": loss.detach(),
-                              "loss_objective": masked_mean(out["loss_objective"], m).detach(),
-                              "loss_critic": masked_mean(out["loss_critic"], m).detach(),
-                              "entropy": masked_mean(out["entropy"], m).detach(),
-                              "kl": masked_mean(out["kl_approx"], m).detach() if "kl_approx" in out else loss.new_zeros(()),
-                              "clip_fraction": masked_mean(out["clip_fraction"], m).detach()
-                              if "clip_fraction" in out else loss.new_zeros(())})
+                zero = loss.new_zeros(())
+                with torch.no_grad():
+                    stats.append({**{f"entropy/{h}": masked_mean(e, m[..., 0]) for h, e in heads.items()},
+                                  "loss": loss.detach(), "loss_objective": terms["objective"].detach(),
+                                  "loss_critic": terms["critic"].detach(),
+                                  "entropy": masked_mean(out["entropy"], m),
+                                  "kl": masked_mean(out["kl_approx"], m) if "kl_approx" in out else zero,
+                                  "clip_fraction": masked_mean(out["clip_fraction"], m)
+                                  if "clip_fraction" in out else zero})
         steps = int(data.numel()) * self.agents
         self.agent_steps += steps
         dt = time.perf_counter() - t0
