@@ -223,3 +223,22 @@ def test_cuda_without_cuda_is_a_clear_error():
         pytest.skip("this machine has CUDA")  # the check only matters where it is absent
     with pytest.raises(ValueError, match="CUDA is not available"):
         nmmozoo.make_env("tiny", num_maps=1, device="cuda")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("num_herbs", -3, "'num_herbs': expected an integer ≥ 0"),
+    ("horizon", 40000, "'horizon': expected in \\[1, 32767\\)"),
+    ("damage_scale", 0, "'damage_scale': expected ≥ 1"),
+    ("num_agents", 200, "'num_agents': expected ≤ 128"),
+])
+def test_out_of_range_settings_are_config_errors(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        nmmozoo.make_env("tiny", num_maps=1, tasks="none", **{field: value})
+
+
+def test_a_misshapen_action_is_an_action_error():
+    env = nmmozoo.make_env("tiny", num_maps=1, tasks="none", seed=None)
+    td = random_actions(env.reset())
+    td["agents", "action", "move"] = td["agents", "action", "move"][..., None]
+    with pytest.raises(ActionError, match=r"'move'\) must have shape \(1, 16\)"):
+        env.step(td)

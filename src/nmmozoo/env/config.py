@@ -215,8 +215,9 @@ def _validate(c: EnvConfig) -> None:
         if isinstance(default, bool):
             _check(isinstance(value, bool), f.name, "true or false", value)
             continue
-        if isinstance(default, int):
-            _check(isinstance(value, int) and not isinstance(value, bool), f.name, "an integer", value)
+        if isinstance(default, int):  # every integer setting is a count, a tick or an amount
+            _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f.name,
+                   "an integer ≥ 0", value)
         elif isinstance(default, float):
             _check(isinstance(value, (int, float)) and not isinstance(value, bool), f.name,
                    "a number", value)
@@ -226,7 +227,8 @@ def _validate(c: EnvConfig) -> None:
     _check(c.num_agents >= 1, "num_agents", "≥ 1", c.num_agents)
     _check(c.num_npcs >= 0, "num_npcs", "≥ 0", c.num_npcs)
     _check(c.num_entities <= 32767, "num_agents", "num_agents + num_npcs ≤ 32767", c.num_entities)
-    _check(c.horizon >= 1, "horizon", "≥ 1", c.horizon)
+    _check(1 <= c.horizon < 32767, "horizon", "in [1, 32767) (ticks are int16)", c.horizon)
+    _check(c.damage_scale >= 1, "damage_scale", "≥ 1", c.damage_scale)
     _check(0 <= c.early_stop_agents < c.num_agents, "early_stop_agents",
            f"in [0, num_agents={c.num_agents})", c.early_stop_agents)
     _check(0.0 <= c.resilient_fraction <= 1.0, "resilient_fraction", "in [0, 1]", c.resilient_fraction)

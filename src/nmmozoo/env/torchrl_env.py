@@ -55,7 +55,9 @@ class NMMOEnv(EnvBase):
         self._allow_done_after_reset = True  # dead agents stay done until their map resets
         self.config = config
         self.obs_mode = obs_mode
-        self.world = World(config, num_maps, self.device, seed, dense=obs_mode == "dense")
+        self.world = World(config, num_maps, self.device, 0 if seed is None else seed,
+                           dense=obs_mode == "dense")
+        self._action_shape = torch.Size([num_maps, config.num_agents])
         self._make_specs()
 
     # --- specs ---------------------------------------------------------------------------------
@@ -133,6 +135,9 @@ class NMMOEnv(EnvBase):
             if a.dtype.is_floating_point:
                 raise ActionError(f"action ('agents','action','{head}') must hold integers in "
                                   f"[0, {self._sizes[head]}); got {a.dtype}")
+            if a.shape != self._action_shape:
+                raise ActionError(f"action ('agents','action','{head}') must have shape "
+                                  f"{tuple(self._action_shape)} (maps, agents); got {tuple(a.shape)}")
             acts[head] = a.long().to(self.device)
         # Range check of all heads in a few ops (one sync); the message names the first bad head.
         stacked = torch.stack([acts[h].reshape(-1) for h in ACTION_HEADS])

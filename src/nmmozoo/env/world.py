@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import combat, constants as C, harvest, items, loot, market, movement, npc, progression, survival
-from .config import EnvConfig
+from .config import ConfigError, EnvConfig
 from .grid import passable_table, tile_at
 from .observe import Observer
 from .state import NEVER, WorldState
@@ -43,6 +43,9 @@ class World:
         self.observer = Observer(cfg, num_maps, self.device)
         ring = (chebyshev_from_center(cfg) == cfg.radius).nonzero()
         self.ring = ring.to(self.device)  # spawn tiles of players [R, 2]
+        if len(ring) < cfg.num_agents:
+            raise ConfigError(f"env config field 'num_agents': expected ≤ {len(ring)} (the spawn tiles "
+                              f"on the edge of a {cfg.playable}-tile playable map), got {cfg.num_agents}")
         self._eval_cursor = 0
         self.reward = torch.zeros(num_maps, cfg.num_agents, device=self.device)
         self.tasks, self.task_embeddings = self._make_tasks()
