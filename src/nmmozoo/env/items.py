@@ -71,9 +71,7 @@ class ItemTables:
         for t in AMMO:
             slot[t] = AMMO_SLOT
         self.equip_slot = slot.to(device)
-        self.stackable = torch.zeros(T, dtype=torch.bool)
-        self.stackable[list(AMMO)] = True
-        self.stackable = self.stackable.to(device)
+        self.stackable = stackable.to(device)
         self.consumable = torch.zeros(T, dtype=torch.bool)
         self.consumable[[C.RATION, C.POTION]] = True
         self.consumable = self.consumable.to(device)
@@ -91,7 +89,6 @@ class ItemTables:
         for t, skill in TOOLS.items():
             tool[skill] = t
         self.tool_for_skill = tool.to(device)
-        self.capacity = torch.where(self.stackable, cfg.stack_capacity, 0).to(torch.int32)
         self.slot_range = torch.arange(cfg.inventory_slots, device=device)
 
 

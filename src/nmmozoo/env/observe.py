@@ -32,13 +32,12 @@ FAR = -10000  # coordinate given to dead entities so that no one sees them
 class Observer:
     def __init__(self, cfg: EnvConfig, num_maps: int, device):
         self.cfg = cfg
-        B, E = num_maps, cfg.num_entities
+        B = num_maps
         v = cfg.vision
         off = torch.arange(-v, v + 1, device=device)
         self.win_dr = off[:, None].expand(cfg.window, cfg.window).reshape(-1)
         self.win_dc = off[None, :].expand(cfg.window, cfg.window).reshape(-1)
         self.win_flat = self.win_dr * cfg.map_size + self.win_dc
-        self.map_offset_table = (torch.arange(B, device=device) * (E + 1))[:, None, None]
         self.slots = None  # [B, P, K] int16 entity slot per observed row (E: empty)
         self._scratch = None  # [4, B, P, E] int16 work space of visible_pairs
         self.pairs = None  # every visible (agent row, entity slot, distance) of the last obs
