@@ -81,3 +81,35 @@ def test_recipe_policy():
     assert p.name == "baseline_tiny"
     r2 = load_recipe("demo", {"model": {"name": "baseline_tiny", "hidden": 8}})
     assert make_recipe_policy(r2, env).spec["hidden"] == 8
+
+
+def test_recipe_errors_and_overrides_stay_local():
+    from nmmozoo.nn.registry import SpecError
+    from nmmozoo.recipe import load_recipe, make_recipe_env
+
+    src = {"model": "baseline_tiny", "ppo": {"lr": 1.0}}
+    load_recipe(src, {"ppo.lr": 5e-5})
+    assert src["ppo"]["lr"] == 1.0  # the caller's dict is untouched
+    with pytest.raises(SpecError, match="override 'model.hidden': 'model' is not a mapping"):
+        load_recipe({"model": "baseline"}, {"model.hidden": 64})
+    bad = {"model": "baseline_tiny", "env": {"preset": "tiny", "num_maps": 1},
+           "rewards": [{"name": "meander", "window": 0, "weight": 1}]}
+    with pytest.raises(SpecError, match=r"rewards\[0\]: window: expected ≥ 1"):
+        make_recipe_env(load_recipe(bad))
+
+
+def test_full_reset_gives_meander_a_fresh_no_op_history():
+    import torch
+
+    from nmmozoo.env import constants as C
+    from nmmozoo.env import random_actions
+    from nmmozoo.recipe import load_recipe, make_recipe_env
+
+    env = make_recipe_env(load_recipe({"model": "baseline_tiny", "env": {"preset": "tiny", "num_maps": 1},
+                                       "rewards": [{"name": "meander", "weight": 1}]}))
+    td = random_actions(env.reset())
+    td["agents", "action", "move"] = torch.zeros_like(td["agents", "action", "move"])
+    env.step(td)
+    env.reset()
+    hist = env.transform.memory[0]["moves"]
+    assert (hist == C.NUM_MOVES - 1).all()

@@ -362,3 +362,15 @@ def test_scripted_policy_completes_survival_and_harvest_tasks(tmp_path):
     print("completion scripted", scripted, "random", rand)
     assert scripted[0] > 0.5 and scripted[1] > 0.5 and scripted[2] > 0.5
     assert sum(scripted) > sum(rand) + 0.3
+
+
+def test_task_file_combinators_follow_the_builder_rules():
+    from nmmozoo.tasks.spec import TaskError, from_dict
+
+    eat = {"predicate": "CountEvent", "args": {"event": "EAT_FOOD", "N": 1}}
+    with pytest.raises(TaskError, match="nesting AND inside OR"):
+        from_dict({"all_of": [{"any_of": [eat, eat]}, eat]})
+    with pytest.raises(TaskError, match="give one of 'predicate', 'all_of', 'any_of'"):
+        from_dict({**eat, "all_of": [eat]})
+    with pytest.raises(TaskError, match="tags must be a list of strings"):
+        from_dict({**eat, "tags": "survival"})

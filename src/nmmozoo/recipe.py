@@ -5,6 +5,7 @@ sections."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +76,7 @@ def load_recipe(source: str | Path | dict, overrides: dict | None = None) -> dic
     """A validated recipe from a name (``recipes/<name>.yaml``), a path or a dict;
     ``overrides`` use dotted keys (``{"ppo.lr": 1e-4}``)."""
     if isinstance(source, dict):
-        recipe, path = dict(source), "recipe"
+        recipe, path = copy.deepcopy(source), "recipe"  # overrides must not reach the caller's dict
     else:
         p = Path(source)
         if not p.exists() and str(source) in _shipped():
@@ -94,6 +95,8 @@ def load_recipe(source: str | Path | dict, overrides: dict | None = None) -> dic
         parts = k.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise SpecError(f"{path}: override {k!r}: {part!r} is not a mapping")
         node[parts[-1]] = v
     unknown = set(recipe) - set(SECTIONS)
     if unknown:
@@ -140,7 +143,7 @@ def make_recipe_env(recipe: dict, **env_overrides: Any):
     try:
         env = make_env(preset, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
                        **env_cfg)
-    except ConfigError as e:
+    except (ConfigError, ValueError) as e:  # a bad env field, task file or value type
         raise SpecError(f"{recipe.get('_path', 'recipe')}: env: {e}") from None
     return TransformedEnv(env, RewardShaping(recipe.get("rewards") or [],
                                              f"{recipe.get('_path', 'recipe')}.rewards"))

@@ -59,6 +59,8 @@ class Meander(Term):
     """Baseline: entropy of the last ``window`` moves minus 1 (discourages dithering)."""
 
     def __init__(self, window: int = 8):
+        if window < 1:
+            raise SpecError(f"window: expected ≥ 1 moves, got {window}")
         self.window = window
 
     def __call__(self, now, before, move, memory):
@@ -81,6 +83,8 @@ class Explore(Term):
     """Baseline: event types logged for the first time this episode, at most ``cap``."""
 
     def __init__(self, cap: int = 3):
+        if cap < 0:
+            raise SpecError(f"cap: expected ≥ 0, got {cap}")
         self.cap = cap
 
     def __call__(self, now, before, move, memory):
@@ -91,14 +95,6 @@ class Explore(Term):
         new = (ev & ~seen).sum(-1).clamp(max=self.cap).float()
         seen |= ev
         return new
-
-
-@register("reward", "farther")
-class Farther(Term):
-    """Takeru / Mori: progress toward the map centre beyond the best so far (GO_FARTHEST)."""
-
-    def __call__(self, now, before, move, memory):
-        return now.get(("agents", "events"))[..., C.EVENT["GO_FARTHEST"]].float()
 
 
 @register("reward", "xp_change")
@@ -144,6 +140,14 @@ class Event(Term):
 
     def __call__(self, now, before, move, memory):
         return now.get(("agents", "events"))[..., self.index].float()
+
+
+@register("reward", "farther")
+class Farther(Event):
+    """Takeru / Mori: progress toward the map centre beyond the best so far (GO_FARTHEST)."""
+
+    def __init__(self):
+        super().__init__("GO_FARTHEST")
 
 
 @register("reward", "task_progress")
@@ -198,9 +202,8 @@ class RewardShaping(Transform):
             self._before = tensordict_reset.select(("agents", "stats"), ("agents", "mask"),
                                                    ("agents", "task_progress"),
                                                    ("agents", "task_completed"), strict=False).clone()
-            for term, mem in zip(self.terms, self.memory):
-                for v in mem.values():
-                    v.zero_()
+            for (term, _), mem in zip(self.terms, self.memory):  # each term's own fresh state
+                term.reset(mem, slice(None))
         else:
             maps = reset.reshape(-1)
             fresh = tensordict_reset.select(*self._before.keys(True, True)).clone()

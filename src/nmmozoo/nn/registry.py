@@ -90,7 +90,7 @@ def build(kind: str, node: Any, path: str, context: dict[str, Any] | None = None
     if not isinstance(node, dict) or "name" not in node:
         raise SpecError(f"{path}: expected a mapping with 'name' (a registered {kind})")
     name = node["name"]
-    if name not in REGISTRY[kind]:
+    if not isinstance(name, str) or name not in REGISTRY[kind]:
         raise SpecError(f"{path}.name: unknown {kind} {name!r}; registered: {sorted(REGISTRY[kind])}")
     entry = REGISTRY[kind][name]
     kwargs = {k: v for k, v in node.items() if k != "name"}
@@ -120,4 +120,7 @@ def build(kind: str, node: Any, path: str, context: dict[str, Any] | None = None
             args[pname] = context[pname]
         elif p.default is inspect._empty:
             raise SpecError(f"{path}: missing argument {pname!r} for {kind} {name!r}")
-    return entry.factory(**args)
+    try:
+        return entry.factory(**args)
+    except SpecError as e:  # a component's own check: say where in the spec it was
+        raise SpecError(f"{path}: {e}") from None

@@ -65,8 +65,6 @@ class TaskEngine:
         self.weight = torch.tensor([sp.weight for sp in specs], dtype=torch.float32)
         if float(self.weight.sum()) <= 0:
             raise ValueError("task weights sum to 0: no task can be sampled")
-        self.category = torch.tensor([CATEGORIES.index(sp.category) if sp.category in CATEGORIES
-                                      else -1 for sp in specs], device=dev)
         B, P = num_maps, cfg.num_agents
         self.task_id = torch.zeros(B, P, dtype=torch.int64, device=dev)
         self.best = torch.zeros(B, P, device=dev)

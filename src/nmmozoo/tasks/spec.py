@@ -3,7 +3,8 @@ arguments, a reward kind, a sampling weight and tags. Specs are data: Python or 
 
     from nmmozoo.tasks import TaskSpec, task
     harvest = task("HarvestItem", item="Arrow", level=3, quantity=20, tags=["item"])
-    both = task.all_of(task("EAT_FOOD", n=10), task("DRINK_WATER", n=10))   # AND
+    both = task.all_of(task("CountEvent", event="EAT_FOOD", N=10),
+                       task("CountEvent", event="DRINK_WATER", N=10))          # AND
 
 YAML (a list of these, see ``docs/tasks.md``)::
 
@@ -81,7 +82,7 @@ class TaskSpec:
 def _clause(predicate: str, args: dict[str, Any], negate: bool = False) -> Clause:
     from .predicates import PREDICATES, resolve_args
 
-    if predicate not in PREDICATES:
+    if not isinstance(predicate, str) or predicate not in PREDICATES:
         raise TaskError(f"unknown predicate {predicate!r}; known: {sorted(PREDICATES)}")
     resolve_args(predicate, args)  # validates names and values now
     return Clause(predicate, tuple(sorted(args.items())), negate)
@@ -96,6 +97,10 @@ def _spec(clauses, combine="and", subject="agent", reward="progress", hold_ticks
         raise TaskError(f"{where}: subject must be one of {SUBJECTS}, got {subject!r}")
     if reward not in REWARD_KINDS:
         raise TaskError(f"{where}: reward must be one of {REWARD_KINDS}, got {reward!r}")
+    if not isinstance(hold_ticks, int) or isinstance(hold_ticks, bool) or hold_ticks < 0:
+        raise TaskError(f"{where}: hold_ticks must be an integer ≥ 0, got {hold_ticks!r}")
+    if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+        raise TaskError(f"{where}: tags must be a list of strings, got {tags!r}")
     if reward == "hold" and hold_ticks < 1:
         raise TaskError(f"{where}: reward 'hold' needs hold_ticks ≥ 1")
     if not 1 <= len(clauses) <= MAX_CLAUSES:
@@ -117,6 +122,8 @@ class _TaskBuilder:
     @staticmethod
     def _join(specs: Iterable[TaskSpec], combine: str, **kw) -> TaskSpec:
         specs = list(specs)
+        if not specs:
+            raise TaskError(f"{'all_of' if combine == 'and' else 'any_of'} needs at least one task")
         clauses = []
         for sp in specs:
             if len(sp.clauses) > 1 and sp.combine != combine:
@@ -157,12 +164,19 @@ def from_dict(d: dict[str, Any], where: str = "task") -> TaskSpec:
     meta = {k: d[k] for k in ("reward", "hold_ticks", "weight", "tags", "category", "subject", "name")
             if k in d}
     meta["name"] = meta.get("name") or where
+    kinds = [k for k in ("predicate", "all_of", "any_of") if k in d]
+    if len(kinds) > 1:
+        raise TaskError(f"{where}: give one of 'predicate', 'all_of', 'any_of', not {kinds}")
     try:
-        if "all_of" in d or "any_of" in d:
-            key = "all_of" if "all_of" in d else "any_of"
+        if kinds and kinds[0] != "predicate":
+            key = kinds[0]
+            if not isinstance(d[key], list) or not d[key]:
+                raise TaskError(f"{where}.{key}: expected a non-empty list of tasks")
             parts = [from_dict(x, f"{where}.{key}[{i}]") for i, x in enumerate(d[key])]
-            clauses = [c for p in parts for c in p.clauses]
-            return _spec(clauses, combine="and" if key == "all_of" else "or", **meta)
+            defaults = {"subject": "agent", "reward": "progress", "hold_ticks": 0, "weight": 1.0,
+                        "tags": (), "category": None}
+            # the builder's combinator: the same nesting rule as in Python
+            return getattr(task, key)(*parts, **{**defaults, **meta})
         if "predicate" not in d:
             raise TaskError(f"{where}: needs 'predicate' (or 'all_of' / 'any_of')")
         args = d.get("args", {}) or {}
