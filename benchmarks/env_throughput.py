@@ -8,6 +8,9 @@ out instead (maps then reset on their own, timed).
 
     python benchmarks/env_throughput.py                 # 1, 8, 64 maps, CPU (+ CUDA if present)
     python benchmarks/env_throughput.py --maps 64 --obs-mode compact --ticks 100
+    python benchmarks/env_throughput.py --maps 64 --obs-mode compact --workers 1 2   # sharded
+
+``--workers N`` steps the maps in N CPU processes (``make_env(workers=N)``), one core each.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ def _sync(device: str) -> None:
 
 
 def run(preset: str, maps: int, device: str, ticks: int, warmup: int, obs_mode: str, seed: int,
-        episode_ticks: int, item_system: bool, tasks: str):
+        episode_ticks: int, item_system: bool, tasks: str, workers: int = 1):
     env = nmmozoo.make_env(preset, num_maps=maps, device=device, seed=seed, obs_mode=obs_mode,
-                           item_system=item_system, tasks=tasks)
+                           item_system=item_system, tasks=tasks, workers=workers)
     td = env.reset()
     alive, dt, dt_sample = 0.0, 0.0, 0.0
     for i in range(warmup + ticks):
@@ -47,6 +50,7 @@ def run(preset: str, maps: int, device: str, ticks: int, warmup: int, obs_mode: 
             dt_sample += t1 - t0
             alive += td["agents", "mask"].float().mean().item() / ticks
     agent_steps = maps * env.config.num_agents * ticks
+    env.close()
     return agent_steps / dt, agent_steps / (dt + dt_sample), dt / ticks, alive
 
 
@@ -64,6 +68,8 @@ def main() -> None:
                     help="item system (items, market, gifts) on, off, or both")
     ap.add_argument("--tasks", nargs="*", default=["curriculum"],
                     help="task sets to run with: curriculum, heldout, none, or a task file")
+    ap.add_argument("--workers", type=int, nargs="*", default=[1],
+                    help="env worker processes (CPU): the maps are split between them")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's; 1 gives steadier A/B timings on a "
                          "busy machine)")
@@ -74,17 +80,20 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, preset {a.preset}")
     print("env: agent-steps/s of the env step alone; +sampling: with drawing the random masked")
     print("actions of all 12 heads (a policy's work, here a uniform sampler)")
-    print(f"{'device':>6} {'tasks':>10} {'items':>5} {'obs':>8} {'maps':>5} {'env':>12} "
+    print(f"{'device':>6} {'workers':>7} {'tasks':>10} {'items':>5} {'obs':>8} {'maps':>5} {'env':>12} "
           f"{'+sampling':>12} {'env ms/tick':>11} {'alive':>6}")
     for device in devices:
         for tasks in a.tasks:
             for items in a.items:
                 for mode in a.obs_mode:
                     for maps in a.maps:
+                      for workers in (a.workers if device == "cpu" else [1]):
+                        if maps % workers:
+                            continue
                         sps, sps_all, tick, alive = run(a.preset, maps, device, a.ticks, a.warmup,
                                                         mode, a.seed, a.episode_ticks,
-                                                        items == "on", tasks)
-                        print(f"{device:>6} {tasks[:10]:>10} {items:>5} {mode:>8} {maps:>5} "
+                                                        items == "on", tasks, workers)
+                        print(f"{device:>6} {workers:>7} {tasks[:10]:>10} {items:>5} {mode:>8} {maps:>5} "
                               f"{sps:>12,.0f} {sps_all:>12,.0f} {tick * 1e3:>11.2f} {alive:>6.0%}",
                               flush=True)
 

@@ -135,6 +135,7 @@ def make_recipe_env(recipe: dict, **env_overrides: Any):
     device = env_cfg.pop("device", "cpu")
     seed = env_cfg.pop("seed", 0)
     obs_mode = env_cfg.pop("obs_mode", "dense")
+    workers = env_cfg.pop("workers", 1)
     tasks = env_cfg.get("tasks")
     if (isinstance(tasks, str) and tasks not in ("curriculum", "heldout", "none")
             and not Path(tasks).exists() and recipe.get("_dir")
@@ -142,7 +143,7 @@ def make_recipe_env(recipe: dict, **env_overrides: Any):
         env_cfg["tasks"] = str(Path(recipe["_dir"]) / tasks)
     try:
         env = make_env(preset, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
-                       **env_cfg)
+                       workers=workers, **env_cfg)
     except (ConfigError, ValueError) as e:  # a bad env field, task file or value type
         raise SpecError(f"{recipe.get('_path', 'recipe')}: env: {e}") from None
     return TransformedEnv(env, RewardShaping(recipe.get("rewards") or [],

@@ -155,7 +155,7 @@ class Observer:
         table = self.entity_table(s)
         out = {
             **out_items,
-            "mask": alive,
+            "mask": alive.clone(),  # a copy: the state's alive changes in place
             "position": torch.stack([r, c], -1).to(torch.int16) * alive[..., None],
             "move_mask": move_mask,
             "style_mask": self.all_styles,

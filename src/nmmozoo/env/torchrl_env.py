@@ -15,6 +15,7 @@ from torchrl.envs import EnvBase
 
 from . import constants as C
 from .config import EnvConfig, make_config
+from .workers import ShardedWorld
 from .world import STAT_NAMES, World
 
 ACTION_HEADS = ("move", "attack_style", "attack_target", "use_item", "destroy_item", "give_item",
@@ -43,7 +44,7 @@ class NMMOEnv(EnvBase):
     batch_locked = True
 
     def __init__(self, config: EnvConfig, num_maps: int = 8, device="cpu", seed: int = 0,
-                 obs_mode: str = "dense"):
+                 obs_mode: str = "dense", workers: int = 1, eval_offset: int = 0):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
         dev = torch.device(device)
@@ -55,10 +56,33 @@ class NMMOEnv(EnvBase):
         self._allow_done_after_reset = True  # dead agents stay done until their map resets
         self.config = config
         self.obs_mode = obs_mode
-        self.world = World(config, num_maps, self.device, 0 if seed is None else seed,
-                           dense=obs_mode == "dense")
+        seed = 0 if seed is None else seed
+        self.workers = workers
+        if workers == 1:
+            self.world = World(config, num_maps, self.device, seed, dense=obs_mode == "dense",
+                               eval_offset=eval_offset)
+        else:
+            if dev.type != "cpu":
+                raise ValueError(f"workers={workers} shards the maps over CPU processes; on "
+                                 f"{device!r} use workers=1")
+            self.world = ShardedWorld(config, num_maps, workers, obs_mode, seed)
         self._action_shape = torch.Size([num_maps, config.num_agents])
         self._make_specs()
+        if workers != 1:
+            self._start_workers()
+
+    def _start_workers(self) -> None:
+        out = self.full_observation_spec.zero()
+        out.update(self.full_reward_spec.zero())
+        out.update(self.full_done_spec.zero())
+        self._shared_actions = self.full_action_spec.zero().share_memory_()
+        self._shared_reset = torch.zeros(self.batch_size[0], dtype=torch.bool).share_memory_()
+        self.world.start(out.share_memory_(), self._shared_actions, self._shared_reset)
+
+    def close(self, *, raise_if_closed: bool = True) -> None:
+        if self.workers != 1:
+            self.world.close()
+        super().close(raise_if_closed=raise_if_closed)
 
     # --- specs ---------------------------------------------------------------------------------
     def _make_specs(self) -> None:
@@ -122,10 +146,26 @@ class NMMOEnv(EnvBase):
         maps = None
         if tensordict is not None and "_reset" in tensordict.keys():
             maps = tensordict.get("_reset").reshape(self.batch_size[0]).to(self.device)
+        if self.workers != 1:
+            self._shared_reset.copy_(True if maps is None else maps)
+            return self.world.reset()
         obs = self.world.reset(maps)
         return self._output(obs, with_reward=False)
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        acts = self._check_actions(tensordict)
+        if self.workers != 1:
+            for head, a in acts.items():
+                self._shared_actions.get(("agents", "action", head)).copy_(a)
+            return self.world.step()
+        return self._advance(acts)
+
+    def _advance(self, acts: dict[str, torch.Tensor]) -> TensorDictBase:
+        """One tick on checked actions (``[B, P]`` int64 per head)."""
+        return self._output(self.world.step(acts), with_reward=True)
+
+    def _check_actions(self, tensordict: TensorDictBase) -> dict[str, torch.Tensor]:
+        """The 12 action heads, each checked for presence, shape and range."""
         acts = {}
         for head in ACTION_HEADS:
             a = tensordict.get(("agents", "action", head), None)
@@ -148,8 +188,7 @@ class NMMOEnv(EnvBase):
                     bad = a[(a < 0) | (a >= n)][:3].tolist()
                     raise ActionError(f"action ('agents','action','{head}') must hold integers in "
                                       f"[0, {n}); got {bad}")
-        obs = self.world.step(acts)
-        return self._output(obs, with_reward=True)
+        return acts
 
     def _set_seed(self, seed: int | None) -> None:
         self.world.seed(0 if seed is None else seed)
@@ -195,13 +234,15 @@ class NMMOEnv(EnvBase):
 
 
 def make_env(preset: str | EnvConfig = "competition2023", num_maps: int = 8, device="cpu",
-             seed: int = 0, obs_mode: str = "dense", **overrides) -> NMMOEnv:
+             seed: int = 0, obs_mode: str = "dense", workers: int = 1, **overrides) -> NMMOEnv:
     """Build the bundled Neural MMO 2 environment.
 
     ``preset`` names a preset (``competition2023``, ``tiny``) or is an :class:`EnvConfig`;
     ``overrides`` replace config fields (``make_env("tiny", num_npcs=0)``). ``obs_mode``
     ``"dense"`` emits the 2.0 tile/entity arrays per agent; ``"compact"`` emits per-map tables
-    and per-agent indices (see :mod:`nmmozoo.env.observe`).
+    and per-agent indices (see :mod:`nmmozoo.env.observe`). ``workers`` > 1 steps the maps in
+    that many CPU processes, ``num_maps / workers`` maps each (see :mod:`nmmozoo.env.workers`).
     """
     cfg = make_config(preset, **overrides)
-    return NMMOEnv(cfg, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode)
+    return NMMOEnv(cfg, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
+                   workers=workers)

@@ -19,8 +19,9 @@ from .terrain import MapPool, chebyshev_from_center
 
 class World:
     def __init__(self, cfg: EnvConfig, num_maps: int, device="cpu", seed: int = 0,
-                 dense: bool = True):
+                 dense: bool = True, eval_offset: int = 0):
         self.cfg = cfg
+        self.eval_offset = eval_offset  # first held-out map of the eval pool (a shard's start)
         self.dense = dense
         self.num_maps = num_maps
         self.device = torch.device(device)
@@ -46,34 +47,25 @@ class World:
         if len(ring) < cfg.num_agents:
             raise ConfigError(f"env config field 'num_agents': expected ≤ {len(ring)} (the spawn tiles "
                               f"on the edge of a {cfg.playable}-tile playable map), got {cfg.num_agents}")
-        self._eval_cursor = 0
         self.reward = torch.zeros(num_maps, cfg.num_agents, device=self.device)
         self.tasks, self.task_embeddings = self._make_tasks()
         self.terminated = torch.zeros(num_maps, dtype=torch.bool, device=self.device)
         self.truncated = torch.zeros(num_maps, dtype=torch.bool, device=self.device)
 
     def _make_tasks(self):
-        cfg = self.cfg
-        if cfg.tasks == "none":
+        specs, schedule = task_set(self.cfg)
+        if specs is None:
             return None, None
-        from ..tasks import TaskEngine, heldout_tasks, training_curriculum
+        from ..tasks import TaskEngine
         from ..tasks.embeddings import TaskEmbeddings
 
-        if cfg.tasks == "curriculum":
-            specs = training_curriculum()
-        elif cfg.tasks == "heldout":
-            specs = heldout_tasks()
-        else:
-            specs = training_curriculum(cfg.tasks)
-        schedule = (cfg.task_assignment == "schedule"
-                    or (cfg.task_assignment == "auto" and cfg.tasks == "heldout"))
-        engine = TaskEngine(cfg, specs, self.num_maps, self.device, schedule)
+        engine = TaskEngine(self.cfg, specs, self.num_maps, self.device, schedule)
         table = TaskEmbeddings()(specs).to(self.device, torch.float16)
         return engine, table
 
     def seed(self, seed: int) -> None:
         self.gen.manual_seed(int(seed))
-        self._eval_cursor = 0
+        self._eval_cursor = self.eval_offset
 
     # --- reset -------------------------------------------------------------------------------------
     def _pick_seeds(self, n: int) -> torch.Tensor:
@@ -133,7 +125,7 @@ class World:
         npc.spawn(s, cfg, self.gen, self.passable, maps=maps)
         if self.tasks is not None:
             self.tasks.assign(idx, self.gen)
-        self.reward[idx] = 0
+        self.reward = self.reward.masked_fill(maps[:, None], 0)  # the last step's output stays
         self.terminated[idx] = False
         self.truncated[idx] = False
         return self.observe()
@@ -276,6 +268,24 @@ class World:
             s.level[:, :P].amax(-1), s.exp[:, :P].sum(-1), s.damage_dealt, s.damage_taken,
             s.farthest, s.row[:, :P].int(), s.col[:, :P].int(),
         ], -1).int()
+
+
+def task_set(cfg: EnvConfig):
+    """(specs, schedule) of the config's task set: the specs (None without tasks), and
+    whether they are handed out by a fixed schedule rather than sampled."""
+    if cfg.tasks == "none":
+        return None, False
+    from ..tasks import heldout_tasks, training_curriculum
+
+    if cfg.tasks == "curriculum":
+        specs = training_curriculum()
+    elif cfg.tasks == "heldout":
+        specs = heldout_tasks()
+    else:
+        specs = training_curriculum(cfg.tasks)
+    schedule = (cfg.task_assignment == "schedule"
+                or (cfg.task_assignment == "auto" and cfg.tasks == "heldout"))
+    return specs, schedule
 
 
 STAT_NAMES = ("health", "food", "water", "gold", "time_alive", "max_level", "total_exp",

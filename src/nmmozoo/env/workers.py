@@ -1,0 +1,216 @@
+"""Map sharding over worker processes: one env of ``num_maps`` maps stepped by ``workers``
+processes, each owning ``num_maps / workers`` maps (CPU only).
+
+A tick of the bundled world is thousands of small torch ops over all maps; on the CPU they
+run on one core whatever the thread count (each op is too small to split). Sharding the
+maps over processes puts every core to work. The env the caller sees is unchanged: one
+batch of ``num_maps`` maps, the same specs, the same outputs.
+
+How a step travels: the main process checks the actions and writes them into shared
+memory, tells each worker over its pipe, and each worker steps its own :class:`World` and
+writes its outputs into its slice of a shared output tensordict. The main process returns
+a copy of that tensordict (outputs are fresh tensors each step, as with ``workers=1``).
+
+Worker ``i`` runs its maps with seed ``seed * workers + i`` (and takes its held-out maps in
+turn from map ``i * num_maps / workers`` on), so a run is reproducible for a given
+``(seed, workers)``; a sharded env does not reproduce the random draws of an unsharded one.
+"""
+
+from __future__ import annotations
+
+import traceback
+import weakref
+
+import torch
+import torch.multiprocessing as mp
+from tensordict import TensorDict, TensorDictBase
+
+from .config import EnvConfig
+
+
+class WorkerError(RuntimeError):
+    """An env worker process failed (its traceback is in the message) or exited."""
+
+
+class TaskView:
+    """The task facts a sharded env offers in the main process: the task list, and each
+    agent's task index, progress and completion as of the last step or reset."""
+
+    def __init__(self, specs, task_id: torch.Tensor, out: dict):
+        self.specs = specs
+        self._task_id, self._out = task_id, out
+
+    @property
+    def task_id(self) -> torch.Tensor:
+        return self._task_id.clone()
+
+    @property
+    def completed(self) -> torch.Tensor:
+        return self._out["last"].get(("agents", "task_completed"))
+
+    @property
+    def progress(self) -> torch.Tensor:
+        return self._out["last"].get(("agents", "task_progress"))
+
+
+class ShardedWorld:
+    """Stands in for :class:`~nmmozoo.env.world.World` in the main process of a sharded env.
+
+    It holds the config, the task list and embeddings; the world state lives in the
+    workers (asking for it is an error that says so)."""
+
+    def __init__(self, cfg: EnvConfig, num_maps: int, workers: int, obs_mode: str, seed: int):
+        if not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        if num_maps % workers:
+            raise ValueError(f"workers ({workers}) must divide num_maps ({num_maps}): each worker "
+                             f"runs num_maps / workers maps")
+        from .world import task_set
+
+        self.cfg, self.num_maps, self.workers, self.obs_mode = cfg, num_maps, workers, obs_mode
+        self.seed_value = seed
+        specs, schedule = task_set(cfg)
+        self.task_embeddings = None
+        self._last: dict = {"last": None}
+        self._task_id = torch.zeros(num_maps, cfg.num_agents, dtype=torch.int64).share_memory_()
+        self.tasks = None
+        if specs is not None:
+            from ..tasks.embeddings import TaskEmbeddings
+
+            self.task_embeddings = TaskEmbeddings()(specs).to(torch.float16)
+            self.tasks = TaskView(specs, self._task_id, self._last)
+        self._procs, self._conns = [], []
+        self._closed = False
+
+    def __getattr__(self, name):
+        if name in ("state", "observer", "step", "reset", "stats", "observe", "reward"):
+            raise AttributeError(
+                f"the world's {name!r} lives in the env's worker processes (workers="
+                f"{self.__dict__.get('workers')}); make the env with workers=1 to read it")
+        raise AttributeError(name)
+
+    # --- processes --------------------------------------------------------------------------
+    def start(self, out: TensorDictBase, actions: TensorDictBase, reset: torch.Tensor) -> None:
+        """Start the workers over the shared buffers ``out`` (every output of a step),
+        ``actions`` and ``reset`` (the maps to reset), all with ``num_maps`` leading."""
+        self.out, self.actions, self.reset_maps = out, actions, reset
+        # fork where there is one: no re-import of the caller's main module (a script needs no
+        # ``if __name__ == "__main__"`` guard) and a fast start. A worker uses one torch thread,
+        # so it never enters an OpenMP region the parent's pool could have left behind.
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        n = self.num_maps // self.workers
+        for i in range(self.workers):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker, name=f"nmmozoo-env-{i}", daemon=True,
+                            args=(child, self.cfg, n, i * n, self.obs_mode,
+                                  self.seed_value * self.workers + i, out, actions, reset,
+                                  self._task_id if self.tasks is not None else None))
+            p.start()
+            child.close()
+            self._procs.append(p)
+            self._conns.append(parent)
+        self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns)
+        self._call("ready", None, send=False)
+
+    def _call(self, cmd: str, arg, send: bool = True) -> None:
+        if self._closed:
+            raise WorkerError("the env's worker processes were closed")
+        if send:
+            for i, conn in enumerate(self._conns):
+                try:
+                    conn.send((cmd, arg(i) if callable(arg) else arg))
+                except (BrokenPipeError, OSError):
+                    raise WorkerError(self._dead(i)) from None
+        errors = []
+        for i, conn in enumerate(self._conns):
+            try:
+                status, msg = conn.recv()
+            except (EOFError, OSError):
+                errors.append(self._dead(i))
+                continue
+            if status != "ok":
+                errors.append(f"env worker {i} failed on {cmd!r}:\n{msg}")
+        if errors:
+            raise WorkerError("\n".join(errors))
+
+    def _dead(self, i: int) -> str:
+        p = self._procs[i]
+        p.join(timeout=1)
+        return f"env worker {i} exited (exit code {p.exitcode})"
+
+    def step(self) -> TensorDictBase:
+        self._call("step", None)
+        return self._copy(self.out)
+
+    def reset(self) -> TensorDictBase:
+        self._call("reset", None)
+        return self._copy(self.out.exclude(("agents", "reward")))
+
+    def _copy(self, td: TensorDictBase) -> TensorDictBase:
+        out = td.clone()
+        self._last["last"] = out
+        return out
+
+    def seed(self, seed: int) -> None:
+        self.seed_value = int(seed)
+        self._call("seed", lambda i: self.seed_value * self.workers + i)
+
+    def close(self) -> None:
+        if not self._closed and self._conns:
+            self._closed = True
+            self._finalizer()
+
+
+def _shutdown(procs, conns) -> None:
+    for conn in conns:
+        try:
+            conn.send(("close", None))
+        except (BrokenPipeError, OSError):
+            pass
+    for p in procs:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.terminate()
+            p.join(timeout=5)
+    for conn in conns:
+        conn.close()
+
+
+def _worker(conn, cfg, num_maps, lo, obs_mode, seed, out, actions, reset, task_id) -> None:
+    """One worker: its own env over maps ``[lo, lo + num_maps)``; answers each command
+    with ``("ok", None)`` or ``("error", traceback)``."""
+    torch.set_num_threads(1)  # one core per worker
+    try:
+        from .torchrl_env import ACTION_HEADS, NMMOEnv
+
+        env = NMMOEnv(cfg, num_maps=num_maps, seed=seed, obs_mode=obs_mode, eval_offset=lo)
+        hi = lo + num_maps
+        mine, acts, maps = out[lo:hi], actions[lo:hi], reset[lo:hi]
+        heads = [acts.get(("agents", "action", h)) for h in ACTION_HEADS]
+        tids = None if task_id is None else task_id[lo:hi]
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+        return
+    conn.send(("ok", None))
+    while True:
+        try:
+            cmd, arg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if cmd == "close":
+            return
+        try:
+            if cmd == "step":
+                mine.update_(env._advance(dict(zip(ACTION_HEADS, heads))))
+            elif cmd == "reset":
+                if bool(maps.any()):
+                    mine.update_(env._reset(TensorDict({"_reset": maps[:, None]}, [num_maps])))
+            elif cmd == "seed":
+                env.world.seed(arg)
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+            if tids is not None and cmd in ("step", "reset"):
+                tids.copy_(env.world.tasks.task_id)
+            conn.send(("ok", None))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
