@@ -53,6 +53,8 @@ class Observer:
         # Constant masks (every option always allowed): built once, never written to.
         self.all_prices = bool_full(B, P, cfg.max_price, value=True, device=device)
         self.all_styles = bool_full(B, P, 3, value=True, device=device)
+        self._no_listing = torch.zeros(1, dtype=torch.bool, device=device).expand(
+            B, P, cfg.market_size)  # a stride-0 view: widens the buy mask without a buffer
 
     # --- visible pairs and rows -----------------------------------------------------------
     def visible_pairs(self, s: WorldState):
@@ -66,15 +68,24 @@ class Observer:
         ``v - d`` is negative, so the OR of the four bounds has its sign bit clear."""
         cfg = self.cfg
         B, P, E, v = s.num_maps, cfg.num_agents, cfg.num_entities, cfg.vision
-        r = torch.where(s.alive, s.row, FAR).to(torch.int16)
-        c = torch.where(s.alive, s.col, FAR).to(torch.int16)
-        rp = torch.where(s.alive[:, :P], s.row[:, :P], -FAR).to(torch.int16)[..., None]
+        H = cfg.map_size
+        if H + 3 * v < 255:
+            # int8 with wrap-around: differences are exact mod 256, and no |d| < H + v wraps
+            # into [-v, v]. Dead entities / dead players sit at rows that are > v (mod 256)
+            # from every live row and from each other.
+            dt, far_e, far_p, sign = torch.int8, H + v, 255 - v, 7
+        else:
+            dt, far_e, far_p, sign = torch.int16, FAR, -FAR, 15
+        r = torch.where(s.alive, s.row, far_e).to(dt)
+        c = s.col.to(dt)
+        rp = torch.where(s.alive[:, :P], s.row[:, :P], far_p).to(dt)[..., None]
         cp = c[:, :P, None]
         r, c = r[:, None, :], c[:, None, :]
         # Into buffers kept between ticks: fresh tensors this big cost page faults and cache
         # misses every tick.
-        if self._scratch is None or self._scratch.shape[1:] != (B, P, E):
-            self._scratch = torch.empty(4, B, P, E, dtype=torch.int16, device=s.device)
+        if (self._scratch is None or self._scratch.shape[1:] != (B, P, E)
+                or self._scratch.dtype != dt):
+            self._scratch = torch.empty(4, B, P, E, dtype=dt, device=s.device)
         up, left, out, tmp = self._scratch
         torch.sub(rp + v, r, out=up)       # v + (agent row - entity row)
         torch.sub(cp + v, c, out=left)
@@ -83,12 +94,12 @@ class Observer:
         out |= left
         out |= torch.sub(c + v, cp, out=tmp)
         out.bitwise_not_()
-        out >>= 15                   # -1 where the sign bit was set (visible), else 0
+        out >>= sign                 # -1 where the sign bit was set (visible), else 0
         flat = _nonzero_sparse(out.view(-1))
         pair_row = torch.div(flat, E, rounding_mode="floor")
         pair_ent = flat - pair_row * E
         pair_dist = torch.maximum((up.view(-1).index_select(0, flat) - v).abs_(),
-                                  (left.view(-1).index_select(0, flat) - v).abs_())
+                                  (left.view(-1).index_select(0, flat) - v).abs_()).to(torch.int16)
         return pair_row, pair_ent, pair_dist
 
     def visible_rows(self, s: WorldState):
@@ -243,16 +254,17 @@ class Observer:
         # Buy: affordable listings of others; a full inventory only takes a matching stack.
         L = max(1, int(listed.sum(1).max()))
         price = torch.where(listed[:, :L], market_obs[:, :L, I.ROW_PRICE].int(), 2 ** 31 - 1)
-        buy_mask = torch.empty(B, P, M + 1, dtype=torch.bool, device=dev)
-        buy = buy_mask[..., :L]
+        # Built on the first L listings (+ the no-op) and widened in one pass at the end:
+        # the full [B, P, M + 1] mask is the biggest tensor of the tick.
+        buy_l = torch.empty(B, P, L + 1, dtype=torch.bool, device=dev)
+        buy = buy_l[..., :L]
         # (gold 0 where not free: every listing costs at least 1)
         torch.le(price[:, None, :], gold_free[..., None], out=buy)
-        # Not one's own listings: each listed slot's market row, M where it has none.
+        # Not one's own listings: each listed slot's market row, L (dropped) where it has none.
         rank = listed_inv.view(B, P * S).long().cumsum(1) - 1
-        own = torch.where(listed_inv.view(B, P * S) & (rank < L), rank, M).view(B, P, S)
-        buy_mask.scatter_(2, own, False)
-        buy_mask[..., L:M] = False
-        buy_mask[..., M] = True
+        own = torch.where(listed_inv.view(B, P * S) & (rank < L), rank, L).view(B, P, S)
+        buy_l.scatter_(2, own, False)
+        buy_l[..., L] = True
         full = exists.view(torch.uint8).amin(-1).bool()  # faster than all(-1)
         if bool(full.any()):  # only the full inventories' stacks are compared
             fb, fp = full.nonzero(as_tuple=True)
@@ -274,7 +286,7 @@ class Observer:
             "give_gold_target": targets[1],
             "sell_item": heads[3],
             "sell_price": self.all_prices,
-            "buy_item": buy_mask,
+            "buy_item": torch.cat([buy, self._no_listing[..., :M - L], buy_l[..., L:]], -1),
         }
 
     def tiles(self, s: WorldState) -> torch.Tensor:
@@ -287,16 +299,14 @@ class Observer:
                             self.win_dr, self.win_dc)
 
 
-_FOUR = torch.arange(4)
-
-
 def _nonzero_sparse(x: torch.Tensor) -> torch.Tensor:
-    """Indices of the nonzero entries of a 1-D int16 tensor that is mostly zero: first the
-    nonzero 8-byte words (a quarter of the entries to scan), then the entries within them."""
-    if x.numel() % 4:
+    """Indices of the nonzero entries of a 1-D integer tensor that is mostly zero: first the
+    nonzero 8-byte words (a fraction of the entries to scan), then the entries within them."""
+    per = 8 // x.element_size()
+    if x.numel() % per:
         return x.nonzero().squeeze(1)
     words = x.view(torch.int64).nonzero().squeeze(1)
-    cand = (words[:, None] * 4 + _FOUR.to(x.device)).view(-1)
+    cand = (words[:, None] * per + torch.arange(per, device=x.device)).view(-1)
     return cand.index_select(0, x.index_select(0, cand).nonzero().squeeze(1))
 
 
