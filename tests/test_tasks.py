@@ -107,6 +107,18 @@ def test_combat_counters(sandbox):
     assert progress(sb, task("CountEvent", event="PLAYER_KILL", N=1)) == 1
 
 
+def test_kills_of_npcs_above_the_item_levels_count(sandbox):
+    """The kill counter's level axis reaches the highest NPC level, not the item levels."""
+    sb = sandbox(num_npcs=1, npc_spawn_attempts=0, npc_max_level=15)
+    a = sb.player(0, sb.c, sb.c)
+    n = sb.npc(0, sb.c + 1, sb.c, C.PASSIVE, level=14)
+    sb.s.health[0, n] = 1
+    sb.s.equip_defense[0, n] = 0  # the hit must land
+    sb.step(target={a: n}, style={a: C.RANGE})
+    assert progress(sb, task("DefeatEntity", agent_type="npc", level=12)) == 1
+    assert progress(sb, task("DefeatEntity", agent_type="npc", level=15)) == 0
+
+
 def test_gold_predicates(sandbox):
     sb = sandbox()
     seller = sb.player(0, sb.c, sb.c, gold=10)

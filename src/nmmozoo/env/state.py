@@ -83,6 +83,7 @@ class WorldState:
                                   # listed, bought quantities by item type and level
     hits_by_style: torch.Tensor   # int32 [B, P, 3]: executed attacks per combat style
     kills: torch.Tensor           # int32 [B, P, 2, levels]: kills of players / NPCs by level
+                                  # (levels: up to the highest NPC or skill level)
     gold_earned: torch.Tensor     # int32 [B, P]: gold from sales and loot
     gold_spent: torch.Tensor      # int32 [B, P]: gold paid for purchases
 
@@ -122,7 +123,8 @@ class WorldState:
             farthest=i32(B, P), damage_dealt=i32(B, P), damage_taken=i32(B, P),
             died_tick=i32(B, P) - 1, last_moves=i64(B, P, 8) + 4,
             item_events=i32(B, P, 4, NUM_ITEM_TYPES, cfg.max_item_level + 1),
-            hits_by_style=i32(B, P, 3), kills=i32(B, P, 2, cfg.max_item_level + 1),
+            hits_by_style=i32(B, P, 3),
+            kills=i32(B, P, 2, max(cfg.npc_max_level, len(cfg.level_thresholds)) + 1),
             gold_earned=i32(B, P), gold_spent=i32(B, P),
         )
 
