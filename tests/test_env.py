@@ -242,3 +242,22 @@ def test_a_misshapen_action_is_an_action_error():
     td["agents", "action", "move"] = td["agents", "action", "move"][..., None]
     with pytest.raises(ActionError, match=r"'move'\) must have shape \(1, 16\)"):
         env.step(td)
+
+
+def test_npc_ids_stay_within_int16():
+    """NPC serials cycle through 1..32767, so the int16 entity table never wraps an id."""
+    from nmmozoo.env import npc
+
+    env = nmmozoo.make_env("tiny", num_maps=2, seed=0, obs_mode="compact")
+    env.reset()
+    w, P = env.world, env.config.num_agents
+    s = w.state
+    s.alive[:, P:] = False
+    s.next_npc_id[:] = 32760
+    npc.spawn(s, w.cfg, w.gen, w.passable, maps=torch.ones(2, dtype=torch.bool))
+    ids = s.ent_id[:, P:][s.alive[:, P:]]
+    assert len(ids) > 7  # some serials went past 32767 and cycled
+    assert bool((ids < 0).all()) and bool((ids >= -32767).all())
+    assert all(len(set(m.tolist())) == len(m) for m in (s.ent_id[b, P:][s.alive[b, P:]] for b in range(2)))
+    table = w.observe()["entity_table"]
+    assert torch.equal(table[:, P:-1, C.COL["id"]].long(), (s.ent_id[:, P:] * s.alive[:, P:]).long())

@@ -56,7 +56,8 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
     style = torch.randint(0, 3, (B, A), generator=gen, device=dev)
     # 2.0 gives NPC equipment at level - U(0, 1): one number for every style.
     lvl = level.float() - torch.rand(B, A, generator=gen, device=dev)
-    serial = s.next_npc_id[:, None] + rank + 1
+    # Serials cycle through 1..32767: ids stay within the observation's int16.
+    serial = (s.next_npc_id[:, None] + rank) % 32767 + 1
     s.next_npc_id += ok.sum(1)
 
     if not bool(ok.any()):
