@@ -243,6 +243,22 @@ def test_damaged_wrong_hash_and_mismatch_are_refused(tmp_path, tiny_batch):
         load_pretrained(tmp_path / "absent.safetensors")
 
 
+def test_pretrained_for_other_sizes_is_a_clear_error(tmp_path, monkeypatch, tiny_batch):
+    """create_policy(pretrained=True) compares the checkpoint's sizes with the env's."""
+    import nmmozoo.hub as hub
+
+    env, td = tiny_batch
+    torch.manual_seed(2)
+    path = save_pretrained(create_policy("baseline_tiny", env=env), tmp_path / "m.safetensors")
+    monkeypatch.setattr(hub, "_resolve", lambda source: (path, None))
+    same = create_policy("baseline_tiny", env=env, pretrained=True)
+    assert torch.equal(same(td)["value"], load_pretrained(path)(td)["value"])
+    with pytest.raises(HubError, match="task_dim"):
+        create_policy("baseline_tiny", env=env, pretrained=True, task_dim=64)
+    with pytest.raises(HubError, match="does not fit"):
+        create_policy("baseline_tiny", env=env, pretrained=True, hidden=32)
+
+
 def test_save_is_atomic(tmp_path, monkeypatch, tiny_batch):
     env, _ = tiny_batch
     p = create_policy("baseline_tiny", env=env)

@@ -294,6 +294,19 @@ def create_policy(name_or_spec: str | dict | Path, env=None, pretrained: bool = 
     if pretrained:
         from .hub import load_pretrained
 
+        from .hub import HubError
+
         src = load_pretrained(spec["name"])
-        policy.load_state_dict(src.state_dict(), strict=True)
+        if src.sizes != policy.sizes:
+            diff = {k: (src.sizes.get(k), policy.sizes.get(k))
+                    for k in sorted(set(src.sizes) | set(policy.sizes))
+                    if src.sizes.get(k) != policy.sizes.get(k)}
+            raise HubError(f"pretrained {spec['name']!r} was trained for other observation and "
+                           f"action sizes; (checkpoint, this env): {diff}")
+        mine, theirs = policy.state_dict(), src.state_dict()
+        bad = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
+        if bad or len(theirs) != len(mine):
+            raise HubError(f"pretrained {spec['name']!r} does not fit the model built with these "
+                           f"overrides: mismatched weights {bad[:5]}")
+        policy.load_state_dict(theirs, strict=True)
     return policy
