@@ -125,8 +125,12 @@ class Rows:
 
     def __init__(self, s: WorldState, b: torch.Tensor, p: torch.Tensor):
         self.b, self.p = b, p
+        # Rows of the [B * P, S] views by index_select / index_copy_: several times faster on
+        # the CPU than indexing with (b, p).
+        self.flat = b * s.inv_type.shape[1] + p
         for f in INV_FIELDS:
-            setattr(self, f, getattr(s, f)[b, p])
+            x = getattr(s, f)
+            setattr(self, f, x.view(-1, x.shape[-1]).index_select(0, self.flat))
 
     @classmethod
     def where(cls, s: WorldState, mask: torch.Tensor) -> "Rows":
@@ -138,7 +142,8 @@ class Rows:
 
     def write(self, s: WorldState) -> None:
         for f in INV_FIELDS:
-            getattr(s, f)[self.b, self.p] = getattr(self, f)
+            x = getattr(s, f)
+            x.view(-1, x.shape[-1]).index_copy_(0, self.flat, getattr(self, f))
 
 
 def space(inv) -> torch.Tensor:
