@@ -136,6 +136,22 @@ def test_multi_process_collector_trains(tmp_path):
         PPOModule("demo", overrides={"ppo.collector_workers": 3}, env_overrides={"num_maps": 2})
 
 
+@pytest.mark.timeout(600)
+def test_env_workers_train():
+    """`env.workers 2`: one collector over an env whose maps are stepped in two processes."""
+    m = PPOModule("demo", overrides={"ppo.rollout_steps": 256, "ppo.minibatch_steps": 256, "ppo.epochs": 1},
+                  env_overrides={"num_maps": 2, "workers": 2})
+    try:
+        opt = torch.optim.Adam(m.policy.parameters(), lr=1e-3)
+        log, _ = m.update(opt, 0)
+        assert torch.isfinite(log["loss"]) and m.agent_steps == 256
+    finally:
+        m.on_train_end()
+        m.env.close()
+    with pytest.raises(ValueError, match="not both"):
+        PPOModule("demo", overrides={"ppo.collector_workers": 2}, env_overrides={"num_maps": 2, "workers": 2})
+
+
 def test_fit_loggers_and_print_config(tmp_path, capsys, monkeypatch):
     """CSV, TensorBoard and W&B (offline: no account, no network) by one flag, and
     --print_config shows the merged recipe with the command line's overrides."""

@@ -93,6 +93,10 @@ class ShardedWorld:
     def start(self, out: TensorDictBase, actions: TensorDictBase, reset: torch.Tensor) -> None:
         """Start the workers over the shared buffers ``out`` (every output of a step),
         ``actions`` and ``reset`` (the maps to reset), all with ``num_maps`` leading."""
+        if mp.current_process().daemon:
+            raise ValueError(f"workers={self.workers}: a daemonic process (a collector's worker, "
+                             f"say) cannot start env workers; shard either the collector "
+                             f"(ppo.collector_workers) or the env (env.workers), not both")
         self.out, self.actions, self.reset_maps = out, actions, reset
         # fork where there is one: no re-import of the caller's main module (a script needs no
         # ``if __name__ == "__main__"`` guard) and a fast start. A worker uses one torch thread,

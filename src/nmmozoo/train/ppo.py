@@ -152,6 +152,9 @@ class PPOModule(L.LightningModule):
         workers = self.cfg.collector_workers
         if workers > 1 and self.maps % workers:
             raise ValueError(f"ppo.collector_workers={workers} must divide the env's num_maps={self.maps}")
+        if workers > 1 and self.env.base_env.workers > 1:
+            raise ValueError(f"ppo.collector_workers={workers} with env.workers="
+                             f"{self.env.base_env.workers}: shard the collector or the env, not both")
 
     def _make_env(self, rank: int, env=None):
         """This rank's env: seeded apart from the other ranks' (data-parallel PPO)."""
