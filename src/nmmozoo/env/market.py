@@ -15,9 +15,11 @@ from .config import EnvConfig
 from .state import WorldState
 
 
-def listings(s: WorldState, cfg: EnvConfig, listed: torch.Tensor | None = None) -> torch.Tensor:
+def listings(s: WorldState, cfg: EnvConfig, listed: torch.Tensor | None = None,
+             with_rows: bool = False):
     """Flat item index (``p * S + j``) of each market row ``[B, M]`` (-1: empty row);
-    ``listed`` is ``s.inv_price > 0`` if the caller has it."""
+    ``listed`` is ``s.inv_price > 0`` if the caller has it. ``with_rows``: also the market
+    row of each inventory slot ``[B, P, S]`` (M: not on the market)."""
     B, P, S, M = s.num_maps, cfg.num_agents, cfg.inventory_slots, cfg.market_size
     listed = (s.inv_price > 0 if listed is None else listed).view(B, P * S)
     rank = listed.long().cumsum(1) - 1
@@ -25,7 +27,7 @@ def listings(s: WorldState, cfg: EnvConfig, listed: torch.Tensor | None = None) 
     dst = torch.where(listed & (rank < M), rank, M)
     rows.scatter_(1, dst, torch.arange(P * S, device=s.device).expand(B, -1))
     rows[:, M] = -1
-    return rows[:, :M]
+    return (rows[:, :M], dst.view(B, P, S)) if with_rows else rows[:, :M]
 
 
 def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows: torch.Tensor,

@@ -30,7 +30,7 @@ FAR = -10000  # coordinate given to dead entities so that no one sees them
 
 
 class Observer:
-    def __init__(self, cfg: EnvConfig, num_maps: int, device):
+    def __init__(self, cfg: EnvConfig, num_maps: int, device, item_tables: I.ItemTables | None = None):
         self.cfg = cfg
         B = num_maps
         v = cfg.vision
@@ -42,7 +42,7 @@ class Observer:
         self._scratch = None  # [4, B, P, E] int16 work space of visible_pairs
         self.pairs = None  # every visible (agent row, entity slot, distance) of the last obs
         self.passable = passable_table(device)
-        self.items = I.ItemTables(cfg, device)
+        self.items = item_tables if item_tables is not None else I.ItemTables(cfg, device)
         self.market_rows = torch.full((B, cfg.market_size), -1, dtype=torch.int64, device=device)
         self.deltas = torch.tensor(C.MOVE_DELTAS[:4], device=device)
         P, S = cfg.num_agents, cfg.inventory_slots
@@ -215,7 +215,7 @@ class Observer:
 
         # Market: the rows of the listed items, in slot order.
         listed_inv = s.inv_price > 0
-        rows = market.listings(s, cfg, listed_inv)
+        rows, slot_row = market.listings(s, cfg, listed_inv, with_rows=True)
         self.market_rows = rows
         listed = rows >= 0
         rc = rows.clamp_min(0)
@@ -260,10 +260,8 @@ class Observer:
         buy = buy_l[..., :L]
         # (gold 0 where not free: every listing costs at least 1)
         torch.le(price[:, None, :], gold_free[..., None], out=buy)
-        # Not one's own listings: each listed slot's market row, L (dropped) where it has none.
-        rank = listed_inv.view(B, P * S).long().cumsum(1) - 1
-        own = torch.where(listed_inv.view(B, P * S) & (rank < L), rank, L).view(B, P, S)
-        buy_l.scatter_(2, own, False)
+        # Not one's own listings: each listed slot's market row (all < L), L where it has none.
+        buy_l.scatter_(2, slot_row.clamp_max(L), False)
         buy_l[..., L] = True
         full = exists.view(torch.uint8).amin(-1).bool()  # faster than all(-1)
         if bool(full.any()):  # only the full inventories' stacks are compared

@@ -41,7 +41,7 @@ class World:
             rare[skill] = item
         self.drop_item, self.rare_item = drop.to(self.device), rare.to(self.device)
         self.thresholds = torch.tensor(cfg.level_thresholds, dtype=torch.int32, device=self.device)
-        self.observer = Observer(cfg, num_maps, self.device)
+        self.observer = Observer(cfg, num_maps, self.device, self.item_tables)
         ring = (chebyshev_from_center(cfg) == cfg.radius).nonzero()
         self.ring = ring.to(self.device)  # spawn tiles of players [R, 2]
         if len(ring) < cfg.num_agents:
