@@ -52,6 +52,7 @@ def test_sharded_env_equals_its_shards_run_alone(obs_mode):
 def test_sharded_env_specs_seed_and_errors():
     env = nmmozoo.make_env("tiny", num_maps=4, seed=0, workers=2)
     try:
+        assert not env.world.tasks.completed.any()  # before any reset: nothing completed
         check_env_specs(env)
         env.set_seed(11)
         a = env.reset()

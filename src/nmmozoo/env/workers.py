@@ -46,11 +46,17 @@ class TaskView:
 
     @property
     def completed(self) -> torch.Tensor:
-        return self._out["last"].get(("agents", "task_completed"))
+        return self._last("task_completed", torch.bool)
 
     @property
     def progress(self) -> torch.Tensor:
-        return self._out["last"].get(("agents", "task_progress"))
+        return self._last("task_progress", torch.float32)
+
+    def _last(self, key: str, dtype) -> torch.Tensor:
+        last = self._out["last"]
+        if last is None:  # before the first reset, as a fresh World: nothing yet
+            return torch.zeros(self._task_id.shape, dtype=dtype)
+        return last.get(("agents", key))
 
 
 class ShardedWorld:
