@@ -136,6 +136,16 @@ def test_multi_process_collector_trains(tmp_path):
         PPOModule("demo", overrides={"ppo.collector_workers": 3}, env_overrides={"num_maps": 2})
 
 
+def test_rollout_keeps_each_steps_alive_mask():
+    """An agent's last step (the one it dies on) is in the rollout as alive: the stored masks
+    are each step's own, not overwritten by later steps (they used to alias the state)."""
+    m = PPOModule("demo", overrides={"ppo.rollout_steps": 2048}, env_overrides={"num_maps": 2})
+    data = m._collect()
+    cur, nxt = data["agents", "mask"], data["next", "agents", "mask"]
+    assert int((cur & ~nxt).sum()) > 0  # deaths show as alive -> dead
+    m.on_train_end()
+
+
 @pytest.mark.timeout(600)
 def test_env_workers_train():
     """`env.workers 2`: one collector over an env whose maps are stepped in two processes."""
