@@ -21,7 +21,7 @@ def test_sharded_env_equals_its_shards_run_alone(obs_mode):
     """Worker i runs maps [i*n, (i+1)*n) with seed ``seed * workers + i`` (and held-out maps
     from its first map on): step for step, with partial resets, the sharded env's outputs are
     exactly those of the shards run as separate unsharded envs."""
-    over = dict(early_stop_agents=10)
+    over = {"early_stop_agents": 10}
     env = nmmozoo.make_env("tiny", num_maps=4, seed=3, obs_mode=obs_mode, workers=2, **over)
     cfg = make_config("tiny", **over)
     shards = [NMMOEnv(cfg, num_maps=2, seed=3 * 2 + i, obs_mode=obs_mode, eval_offset=2 * i)

@@ -75,7 +75,7 @@ class ShardedWorld:
 
         self.cfg, self.num_maps, self.workers, self.obs_mode = cfg, num_maps, workers, obs_mode
         self.seed_value = seed
-        specs, schedule = task_set(cfg)
+        specs, _ = task_set(cfg)  # (the workers assign the tasks)
         self.task_embeddings = None
         self._last: dict = {"last": None}
         self._task_id = torch.zeros(num_maps, cfg.num_agents, dtype=torch.int64).share_memory_()
@@ -198,7 +198,7 @@ def _worker(conn, cfg, num_maps, lo, obs_mode, seed, out, actions, reset, task_i
         mine, acts, maps = out[lo:hi], actions[lo:hi], reset[lo:hi]
         heads = [acts.get(("agents", "action", h)) for h in ACTION_HEADS]
         tids = None if task_id is None else task_id[lo:hi]
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure goes back to the main process
         conn.send(("error", traceback.format_exc()))
         return
     conn.send(("ok", None))
@@ -222,5 +222,5 @@ def _worker(conn, cfg, num_maps, lo, obs_mode, seed, out, actions, reset, task_i
             if tids is not None and cmd in ("step", "reset"):
                 tids.copy_(env.world.tasks.task_id)
             conn.send(("ok", None))
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure goes back to the main process
             conn.send(("error", traceback.format_exc()))
