@@ -261,3 +261,26 @@ def test_npc_ids_stay_within_int16():
     assert all(len(set(m.tolist())) == len(m) for m in (s.ent_id[b, P:][s.alive[b, P:]] for b in range(2)))
     table = w.observe()["entity_table"]
     assert torch.equal(table[:, P:-1, C.COL["id"]].long(), (s.ent_id[:, P:] * s.alive[:, P:]).long())
+
+
+@pytest.mark.parametrize("map_size", [160, 240])  # int8 and int16 visibility arithmetic
+def test_visible_pairs_match_a_brute_force_check(map_size):
+    """Every (agent, entity) pair within vision of two live ones, nothing else, in order."""
+    env = nmmozoo.make_env("competition2023", num_maps=2, seed=1, obs_mode="compact",
+                           map_size=map_size, num_npcs=64)
+    td = env.reset()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        random_actions(td, generator=gen)
+        _, td = env.step_and_maybe_reset(td)
+    w, P = env.world, env.config.num_agents
+    s, v = w.state, env.config.vision
+    row, ent, dist = w.observer.visible_pairs(s)
+    b, p = row // P, row % P
+    d_r = (s.row[:, :P, None] - s.row[:, None, :]).abs()
+    d_c = (s.col[:, :P, None] - s.col[:, None, :]).abs()
+    cheb = torch.maximum(d_r, d_c)
+    want = (cheb <= v) & s.alive[:, :P, None] & s.alive[:, None, :]
+    wb, wp, we = want.nonzero(as_tuple=True)
+    assert torch.equal(row, wb * P + wp) and torch.equal(ent, we)
+    assert torch.equal(dist.long(), cheb[b, p, ent])
