@@ -71,7 +71,7 @@ class ShardedWorld:
         if num_maps % workers:
             raise ValueError(f"workers ({workers}) must divide num_maps ({num_maps}): each worker "
                              f"runs num_maps / workers maps")
-        from .world import task_set
+        from .world import task_set, task_table
 
         self.cfg, self.num_maps, self.workers, self.obs_mode = cfg, num_maps, workers, obs_mode
         self.seed_value = seed
@@ -81,9 +81,7 @@ class ShardedWorld:
         self._task_id = torch.zeros(num_maps, cfg.num_agents, dtype=torch.int64).share_memory_()
         self.tasks = None
         if specs is not None:
-            from ..tasks.embeddings import TaskEmbeddings
-
-            self.task_embeddings = TaskEmbeddings()(specs).to(torch.float16)
+            self.task_embeddings = task_table(specs)
             self.tasks = TaskView(specs, self._task_id, self._last)
         self._procs, self._conns = [], []
         self._closed = False

@@ -57,11 +57,9 @@ class World:
         if specs is None:
             return None, None
         from ..tasks import TaskEngine
-        from ..tasks.embeddings import TaskEmbeddings
 
         engine = TaskEngine(self.cfg, specs, self.num_maps, self.device, schedule)
-        table = TaskEmbeddings()(specs).to(self.device, torch.float16)
-        return engine, table
+        return engine, task_table(specs, self.device)
 
     def seed(self, seed: int) -> None:
         self.gen.manual_seed(int(seed))
@@ -286,6 +284,13 @@ def task_set(cfg: EnvConfig):
     schedule = (cfg.task_assignment == "schedule"
                 or (cfg.task_assignment == "auto" and cfg.tasks == "heldout"))
     return specs, schedule
+
+
+def task_table(specs, device="cpu") -> torch.Tensor:
+    """The embedding of each task of ``specs`` (float16 ``[T, D]``), as agents observe it."""
+    from ..tasks.embeddings import TaskEmbeddings
+
+    return TaskEmbeddings()(specs).to(device, torch.float16)
 
 
 STAT_NAMES = ("health", "food", "water", "gold", "time_alive", "max_level", "total_exp",
