@@ -43,3 +43,12 @@ def test_task_ids_at_an_episode_end_are_the_ended_episode_tasks():
     assert step["next", "done"].all()
     assert torch.equal(step["next", "agents", "task_id"], before)
     assert not torch.equal(td["agents", "task_id"], before)  # the new episodes' tasks
+
+
+def test_evaluate_without_tasks():
+    """tasks="none": lifespans only, no task wrapper (used to fail on a missing base_env)."""
+    from nmmozoo.evaluate import evaluate
+
+    out = evaluate(None, preset="tiny", tasks="none", num_maps=1, episodes=1, seed=0,
+                   num_npcs=0, horizon=32)
+    assert out["lifespan"] > 0 and out["agent_episodes"] > 0

@@ -36,6 +36,7 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
                    tasks=tasks, map_pool="eval", **env_overrides)
     if policy is not None:
         policy = policy.to(device).eval()
+    P = env.config.num_agents
     engine = env.world.tasks
     if engine is not None:  # each ended agent-episode's task comes with the step
         env = TransformedEnv(env, TaskIds())
@@ -43,7 +44,7 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
     gen = torch.Generator(device="cpu").manual_seed(seed)
     torch.manual_seed(seed)
     td = env.reset()
-    B, P = num_maps, env.base_env.config.num_agents
+    B = num_maps
     recurrent = policy is not None and policy.recurrent_shape is not None
     if recurrent:
         td["agents", "recurrent_state"] = torch.zeros(B, P, *policy.recurrent_shape, device=device)

@@ -292,9 +292,8 @@ def create_policy(name_or_spec: str | dict | Path, env=None, pretrained: bool = 
     spec = resolve_spec(name_or_spec, **overrides)
     policy = Policy(spec, env_sizes(env, config, task_dim))
     if pretrained:
-        from .hub import load_pretrained
+        from .hub import HubError, _compare, load_pretrained
 
-        from .hub import HubError
 
         src = load_pretrained(spec["name"])
         if src.sizes != policy.sizes:
@@ -303,10 +302,9 @@ def create_policy(name_or_spec: str | dict | Path, env=None, pretrained: bool = 
                     if src.sizes.get(k) != policy.sizes.get(k)}
             raise HubError(f"pretrained {spec['name']!r} was trained for other observation and "
                            f"action sizes; (checkpoint, this env): {diff}")
-        mine, theirs = policy.state_dict(), src.state_dict()
-        bad = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape]
-        if bad or len(theirs) != len(mine):
+        missing, bad = _compare(policy.state_dict(), src.state_dict())
+        if missing or bad:
             raise HubError(f"pretrained {spec['name']!r} does not fit the model built with these "
-                           f"overrides: mismatched weights {bad[:5]}")
-        policy.load_state_dict(theirs, strict=True)
+                           f"overrides: mismatched weights {(missing + bad)[:5]}")
+        policy.load_state_dict(src.state_dict(), strict=True)
     return policy
