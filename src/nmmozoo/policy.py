@@ -294,7 +294,6 @@ def create_policy(name_or_spec: str | dict | Path, env=None, pretrained: bool = 
     if pretrained:
         from .hub import HubError, _compare, load_pretrained
 
-
         src = load_pretrained(spec["name"])
         if src.sizes != policy.sizes:
             diff = {k: (src.sizes.get(k), policy.sizes.get(k))
