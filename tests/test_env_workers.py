@@ -19,12 +19,12 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.mark.parametrize("obs_mode", ["compact", "dense"])
 def test_sharded_env_equals_its_shards_run_alone(obs_mode):
     """Worker i runs maps [i*n, (i+1)*n) with seed ``seed * workers + i`` (and held-out maps
-    from its first map on): step for step, with partial resets, the sharded env's outputs are
+    i, i + workers, ...): step for step, with partial resets, the sharded env's outputs are
     exactly those of the shards run as separate unsharded envs."""
     over = {"early_stop_agents": 10}
     env = nmmozoo.make_env("tiny", num_maps=4, seed=3, obs_mode=obs_mode, workers=2, **over)
     cfg = make_config("tiny", **over)
-    shards = [NMMOEnv(cfg, num_maps=2, seed=3 * 2 + i, obs_mode=obs_mode, eval_offset=2 * i)
+    shards = [NMMOEnv(cfg, num_maps=2, seed=3 * 2 + i, obs_mode=obs_mode, eval_offset=i, eval_stride=2)
               for i in range(2)]
     try:
         td, ref = env.reset(), [s.reset() for s in shards]
@@ -105,3 +105,13 @@ def test_step_outputs_are_not_overwritten_by_later_steps(workers):
             assert (step == copy).all()
     finally:
         env.close()
+
+
+def test_sharded_evaluation_plays_every_held_out_map_once():
+    """Shards take every ``workers``-th held-out map: together they play no map twice."""
+    from nmmozoo.env.world import World
+
+    cfg = make_config("tiny", map_pool="eval")
+    shards = [World(cfg, 2, eval_offset=i, eval_stride=2) for i in range(2)]
+    picked = [int(x) for w in shards for _ in range(3) for x in w._pick_seeds(2)]
+    assert len(set(picked)) == len(picked) == 12  # 3 resets x 4 maps

@@ -44,7 +44,8 @@ class NMMOEnv(EnvBase):
     batch_locked = True
 
     def __init__(self, config: EnvConfig, num_maps: int = 8, device="cpu", seed: int = 0,
-                 obs_mode: str = "dense", workers: int = 1, eval_offset: int = 0):
+                 obs_mode: str = "dense", workers: int = 1, eval_offset: int = 0,
+                 eval_stride: int = 1):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
         dev = torch.device(device)
@@ -60,7 +61,7 @@ class NMMOEnv(EnvBase):
         self.workers = workers
         if workers == 1:
             self.world = World(config, num_maps, self.device, seed, dense=obs_mode == "dense",
-                               eval_offset=eval_offset)
+                               eval_offset=eval_offset, eval_stride=eval_stride)
         else:
             if dev.type != "cpu":
                 raise ValueError(f"workers={workers} shards the maps over CPU processes; on "

@@ -12,7 +12,7 @@ writes its outputs into its slice of a shared output tensordict. The main proces
 a copy of that tensordict (outputs are fresh tensors each step, as with ``workers=1``).
 
 Worker ``i`` runs its maps with seed ``seed * workers + i`` (and takes its held-out maps in
-turn from map ``i * num_maps / workers`` on), so a run is reproducible for a given
+every ``workers``-th held-out map from map ``i`` on: no map twice), so a run is reproducible for a given
 ``(seed, workers)``; a sharded env does not reproduce the random draws of an unsharded one.
 """
 
@@ -110,7 +110,7 @@ class ShardedWorld:
         for i in range(self.workers):
             parent, child = ctx.Pipe()
             p = ctx.Process(target=_worker, name=f"nmmozoo-env-{i}", daemon=True,
-                            args=(child, self.cfg, n, i * n, self.obs_mode,
+                            args=(child, self.cfg, n, i * n, self.workers, self.obs_mode,
                                   self.seed_value * self.workers + i, out, actions, reset,
                                   self._task_id if self.tasks is not None else None))
             p.start()
@@ -184,14 +184,15 @@ def _shutdown(procs, conns) -> None:
         conn.close()
 
 
-def _worker(conn, cfg, num_maps, lo, obs_mode, seed, out, actions, reset, task_id) -> None:
+def _worker(conn, cfg, num_maps, lo, workers, obs_mode, seed, out, actions, reset, task_id) -> None:
     """One worker: its own env over maps ``[lo, lo + num_maps)``; answers each command
     with ``("ok", None)`` or ``("error", traceback)``."""
     torch.set_num_threads(1)  # one core per worker
     try:
         from .torchrl_env import ACTION_HEADS, NMMOEnv
 
-        env = NMMOEnv(cfg, num_maps=num_maps, seed=seed, obs_mode=obs_mode, eval_offset=lo)
+        env = NMMOEnv(cfg, num_maps=num_maps, seed=seed, obs_mode=obs_mode,
+                      eval_offset=lo // num_maps, eval_stride=workers)
         hi = lo + num_maps
         mine, acts, maps = out[lo:hi], actions[lo:hi], reset[lo:hi]
         heads = [acts.get(("agents", "action", h)) for h in ACTION_HEADS]

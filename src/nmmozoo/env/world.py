@@ -19,9 +19,10 @@ from .terrain import MapPool, chebyshev_from_center
 
 class World:
     def __init__(self, cfg: EnvConfig, num_maps: int, device="cpu", seed: int = 0,
-                 dense: bool = True, eval_offset: int = 0):
+                 dense: bool = True, eval_offset: int = 0, eval_stride: int = 1):
         self.cfg = cfg
-        self.eval_offset = eval_offset  # first held-out map of the eval pool (a shard's start)
+        # A shard of a sharded env plays held-out maps offset, offset + stride, ... (no map twice).
+        self.eval_offset, self.eval_stride = eval_offset, eval_stride
         self.dense = dense
         self.num_maps = num_maps
         self.device = torch.device(device)
@@ -63,13 +64,13 @@ class World:
 
     def seed(self, seed: int) -> None:
         self.gen.manual_seed(int(seed))
-        self._eval_cursor = self.eval_offset
+        self._eval_cursor = 0
 
     # --- reset -------------------------------------------------------------------------------------
     def _pick_seeds(self, n: int) -> torch.Tensor:
         seeds = self.pool.seeds()
         if self.cfg.map_pool == "eval":  # every held-out map in turn
-            idx = (torch.arange(n) + self._eval_cursor) % len(seeds)
+            idx = ((torch.arange(n) + self._eval_cursor) * self.eval_stride + self.eval_offset) % len(seeds)
             self._eval_cursor += n
             return seeds[idx]
         return seeds[torch.randint(len(seeds), (n,), generator=self.gen, device=self.device).cpu()]
