@@ -26,6 +26,10 @@ from .env.torchrl_env import ACTION_HEADS, head_sizes
 from .nn.registry import SpecError, build
 
 STREAMS = ("tile", "entity", "inventory", "market", "task")
+# Encoder keys a spec may give: the five streams' encoders, the item encoder they share, and an
+# optional pool over the entity rows (``others``: a summary of everything the agent sees).
+ENCODER_KEYS = ("tile", "entity", "item", "inventory", "market", "task", "others")
+OPTIONAL_STREAMS = ("others",)
 
 
 # --- specs -------------------------------------------------------------------------------------------
@@ -93,7 +97,7 @@ def resolve_spec(name_or_spec: str | dict | Path, **overrides) -> dict:
     missing = [k for k in required if k not in spec]
     if missing:
         raise SpecError(f"{spec.get('name', 'spec')}: missing {missing}")
-    unknown = set(spec) - {*required, "restrictions", "init", "description"}
+    unknown = set(spec) - {*required, "restrictions", "init", "description", "streams"}
     if unknown:
         raise SpecError(f"{spec['name']}: unknown field(s) {sorted(unknown)}")
     if not isinstance(spec["hidden"], int) or spec["hidden"] < 1:
@@ -115,8 +119,43 @@ def env_sizes(env=None, config: EnvConfig | None = None, task_dim: int | None = 
         task_dim = TaskEmbeddings().dim
     return {"window": config.window, "map_size": config.map_size, "entity_cols": C.NUM_ENTITY_COLUMNS,
             "inventory_slots": config.inventory_slots, "market_size": config.market_size,
+            "entity_rows": config.num_entity_obs,
             "num_agents": config.num_agents, "task_dim": int(task_dim),
             "head_sizes": head_sizes(config)}
+
+
+def init_weights(policy: nn.Module, init: Any, path: str) -> None:
+    """Apply a spec's ``init``: absent or ``default`` keeps PyTorch's initialisation;
+    ``orthogonal`` is orthogonal weights with gain √2 and zero biases on every Linear and
+    Conv2d; a mapping ``{name: orthogonal, gain: g, decoder_gain: d, value_gain: v,
+    convs: bool}`` gives the Linears outside the decoder and value head gain ``g``, the
+    decoder's Linears ``d``, the value head's ``v`` (each defaulting to ``g``), zero biases,
+    and touches Conv2d layers only if ``convs`` (embeddings, norms and recurrent cells keep
+    their own initialisation)."""
+    if init in (None, "default"):
+        return
+    if init == "orthogonal":
+        init = {"name": "orthogonal", "gain": 2 ** 0.5, "convs": True}
+    if not isinstance(init, dict) or init.get("name") != "orthogonal":
+        raise SpecError(f"{path}: expected 'default', 'orthogonal' or {{name: orthogonal, gain: ..., "
+                        f"decoder_gain: ..., value_gain: ..., convs: ...}}, got {init!r}")
+    unknown = set(init) - {"name", "gain", "decoder_gain", "value_gain", "convs"}
+    if unknown:
+        raise SpecError(f"{path}: unknown argument(s) {sorted(unknown)}")
+    for k in ("gain", "decoder_gain", "value_gain"):
+        v = init.get(k, 1.0)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+            raise SpecError(f"{path}.{k}: expected a positive number, got {v!r}")
+    gain = float(init.get("gain", 1.0))
+    part_gain = {"decoder": float(init.get("decoder_gain", gain)),
+                 "value": float(init.get("value_gain", gain))}
+    kinds = (nn.Linear, nn.Conv2d) if init.get("convs", False) else (nn.Linear,)
+    for name, m in policy.named_modules():
+        if isinstance(m, kinds):
+            g = part_gain.get(name.split(".")[0], gain)
+            nn.init.orthogonal_(m.weight, gain=g)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 # --- the network ---------------------------------------------------------------------------------------
@@ -128,18 +167,20 @@ class Policy(nn.Module):
         super().__init__()
         self.spec, self.sizes = spec, sizes
         H = spec["hidden"]
-        ctx = {"hidden": H, **{k: v for k, v in sizes.items()}, "streams": len(STREAMS),
-               "rows": sizes["inventory_slots"]}
+        p = spec["name"]
         enc = spec["encoders"]
         if not isinstance(enc, dict):
-            raise SpecError(f"{spec['name']}.encoders: expected a mapping")
+            raise SpecError(f"{p}.encoders: expected a mapping")
         for key in ("tile", "entity", "item", "inventory", "market", "task"):
             if key not in enc:
-                raise SpecError(f"{spec['name']}.encoders: missing {key!r}")
-        unknown = set(enc) - {"tile", "entity", "item", "inventory", "market", "task"}
+                raise SpecError(f"{p}.encoders: missing {key!r}")
+        unknown = set(enc) - set(ENCODER_KEYS)
         if unknown:
-            raise SpecError(f"{spec['name']}.encoders: unknown stream(s) {sorted(unknown)}")
-        p = spec["name"]
+            raise SpecError(f"{p}.encoders: unknown stream(s) {sorted(unknown)}; "
+                            f"known: {list(ENCODER_KEYS)}")
+        self.stream_order = self._stream_order(spec, enc)
+        ctx = {"hidden": H, **{k: v for k, v in sizes.items()}, "streams": len(self.stream_order),
+               "rows": sizes["inventory_slots"]}
         self.tile = build("tile", enc["tile"], f"{p}.encoders.tile", ctx)
         self.entity = build("entity", enc["entity"], f"{p}.encoders.entity", ctx)
         self.item = build("item", enc["item"], f"{p}.encoders.item", ctx)
@@ -147,6 +188,8 @@ class Policy(nn.Module):
         self.market = build("pool", enc["market"], f"{p}.encoders.market",
                             {**ctx, "rows": sizes["market_size"]})
         self.task = build("task", enc["task"], f"{p}.encoders.task", ctx) if sizes["task_dim"] else None
+        self.others = (build("pool", enc["others"], f"{p}.encoders.others",
+                             {**ctx, "rows": sizes["entity_rows"]}) if "others" in enc else None)
         self.fusion = build("fusion", spec["fusion"], f"{p}.fusion", ctx)
         self.memory = build("memory", spec["memory"], f"{p}.memory", ctx)
         self.decoder = build("decoder", spec["decoder"], f"{p}.decoder", ctx)
@@ -156,13 +199,28 @@ class Policy(nn.Module):
             raise SpecError(f"{p}.restrictions: expected a list")
         self.restrictions = [build("restriction", r, f"{p}.restrictions[{i}]", ctx)
                              for i, r in enumerate(restr)]
-        if spec.get("init") == "orthogonal":
-            for m in self.modules():
-                if isinstance(m, (nn.Linear, nn.Conv2d)):
-                    nn.init.orthogonal_(m.weight, gain=2 ** 0.5)
-                    nn.init.zeros_(m.bias)
-        elif spec.get("init") not in (None, "default"):
-            raise SpecError(f"{p}.init: expected 'default' or 'orthogonal', got {spec.get('init')!r}")
+        init_weights(self, spec.get("init"), f"{p}.init")
+
+    @staticmethod
+    def _stream_order(spec: dict, enc: dict) -> tuple[str, ...]:
+        """The order the streams are concatenated in (it fixes the fusion weights' layout):
+        ``streams:`` in the spec, else the five standard ones plus ``others`` if encoded."""
+        p = spec["name"]
+        order = spec.get("streams")
+        if order is None:
+            return STREAMS + tuple(k for k in OPTIONAL_STREAMS if k in enc)
+        known = STREAMS + OPTIONAL_STREAMS
+        if (not isinstance(order, list) or not all(isinstance(k, str) for k in order)
+                or len(set(order)) != len(order) or set(order) - set(known)):
+            raise SpecError(f"{p}.streams: expected a list of distinct names from {list(known)}, "
+                            f"got {order!r}")
+        if set(STREAMS) - set(order):
+            raise SpecError(f"{p}.streams: missing {sorted(set(STREAMS) - set(order))}")
+        for k in OPTIONAL_STREAMS:
+            if (k in order) != (k in enc):
+                raise SpecError(f"{p}.streams: {k!r} is listed without its encoder or encoded "
+                                f"without being listed")
+        return tuple(order)
 
     @property
     def name(self) -> str:
@@ -207,15 +265,18 @@ class Policy(nn.Module):
         mk_rows = self.item(market)  # per map, never per agent
         mk_mask = market[..., 1] > 0
         mk = self.market(mk_rows, mk_mask)  # [G, H]
-        streams = [self.tile(tile), me, self.inventory(inv_rows, inv_mask),
-                   mk.repeat_interleave(P, 0)]
+        streams = {"tile": self.tile(tile), "entity": me, "inventory": self.inventory(inv_rows, inv_mask),
+                   "market": mk.repeat_interleave(P, 0)}
         if self.task is not None:
             if task is None:
                 raise ValueError(f"model {self.name!r} was built for task embeddings of size "
                                  f"{self.sizes['task_dim']}, but the input has no ('agents','task')")
-            streams.append(self.task(task))
+            streams["task"] = self.task(task)
         else:
-            streams.append(torch.zeros_like(me))
+            streams["task"] = torch.zeros_like(me)
+        if self.others is not None:
+            streams["others"] = self.others(ent_rows, entity[..., C.COL["id"]] != 0)
+        streams = [streams[k] for k in self.stream_order]
         x = self.fusion(streams)
         state = None
         if self.memory.layers:
