@@ -97,7 +97,7 @@ def resolve_spec(name_or_spec: str | dict | Path, **overrides) -> dict:
     missing = [k for k in required if k not in spec]
     if missing:
         raise SpecError(f"{spec.get('name', 'spec')}: missing {missing}")
-    unknown = set(spec) - {*required, "restrictions", "init", "description", "streams"}
+    unknown = set(spec) - {*required, "restrictions", "init", "description", "streams", "card"}
     if unknown:
         raise SpecError(f"{spec['name']}: unknown field(s) {sorted(unknown)}")
     if not isinstance(spec["hidden"], int) or spec["hidden"] < 1:
