@@ -98,10 +98,9 @@ def test_recipe_errors_and_overrides_stay_local():
         make_recipe_env(load_recipe(bad))
 
 
-def test_full_reset_gives_meander_a_fresh_no_op_history():
+def test_full_reset_gives_meander_a_fresh_empty_history():
     import torch
 
-    from nmmozoo.env import constants as C
     from nmmozoo.env import random_actions
     from nmmozoo.recipe import load_recipe, make_recipe_env
 
@@ -112,4 +111,5 @@ def test_full_reset_gives_meander_a_fresh_no_op_history():
     env.step(td)
     env.reset()
     hist = env.transform.memory[0]["moves"]
-    assert (hist == C.NUM_MOVES - 1).all()
+    assert (hist == -1).all()  # no move recorded: nothing pre-filled (2.0's list starts empty)
+    assert (env.transform.memory[0]["count"] == 0).all()

@@ -81,8 +81,9 @@ def test_recurrent_rollouts_carry_memory_and_train_on_sequences():
                                         "ppo.minibatch_steps": 64, "ppo.bptt": 4, "ppo.epochs": 1},
                   env_overrides={"preset": "tiny", "num_maps": 2, "map_pool_size": 4, "num_npcs": 4,
                                  "horizon": 5})
-    assert m.recurrent and m.ticks == 8 and m.per_mb == 1
-    data = m._collect()
+    assert m.recurrent and m.chunk == 2 and m.num_minibatches == 3
+    data = m._collect()  # 192 live agent-steps = 6 ticks of 2 maps x 16 agents (nobody dies)
+    assert data.shape == (2, 6)
     state = data["agents", "recurrent_state"]  # [maps, ticks, P, 2, layers, H]
     init = data["is_init"].squeeze(-1)
     assert init[:, 0].all() and init[:, 5].all() and not init[:, 1:5].any()  # horizon 5
@@ -237,3 +238,87 @@ def test_fit_killed_midway_resumes_from_last_ckpt(tmp_path):
     assert resumed["nmmozoo_agent_steps"] == (step + 2) * 256
     adam = [float(s["step"]) for s in resumed["optimizer_states"][0]["state"].values()]
     assert adam[0] == step + 2
+
+
+# --- sample accounting (the 2023 trainers': live agent-steps only) --------------------------------
+def _tiny_module(**ppo):
+    return PPOModule("demo", overrides={f"ppo.{k}": v for k, v in ppo.items()},
+                     env_overrides={"num_maps": 2})
+
+
+def test_samples_are_the_first_live_agent_steps_in_tick_order():
+    m = _tiny_module(rollout_steps=5)
+    alive = torch.zeros(2, 3, 4, dtype=torch.bool)  # [maps, ticks, P]
+    alive[0, 0, :2] = alive[1, 0, 3] = True  # tick 0: 3 live
+    alive[1, 1, :] = True  # tick 1: 4 live -> only map 1's agents 0, 1 fit
+    alive[0, 2, 0] = True
+    keep = m.sample_mask(alive)
+    assert int(keep.sum()) == 5 and not (keep & ~alive).any()
+    assert keep[0, 0, :2].all() and keep[1, 0, 3] and keep[1, 1, :2].all()
+    assert not keep[1, 1, 2:].any() and not keep[0, 2].any()
+
+
+def test_sequences_are_per_agent_consecutive_live_steps():
+    m = _tiny_module(bptt=2)
+    sample = torch.zeros(1, 5, 2, dtype=torch.bool)  # one map, 5 ticks, 2 agents
+    sample[0, [0, 1, 3, 4], 0] = True  # agent 0 lives at ticks 0, 1, 3, 4 (a gap is skipped)
+    sample[0, [2, 3, 4], 1] = True  # agent 1: 3 steps -> a full and a padded sequence
+    table = m.sequences(sample)
+    flat = lambda t, p: t * 2 + p  # noqa: E731 - [maps, ticks, P] flattened
+    assert table.tolist() == [[flat(0, 0), flat(1, 0)], [flat(3, 0), flat(4, 0)],
+                              [flat(2, 1), flat(3, 1)], [flat(4, 1), -1]]
+
+
+def test_minibatches_take_the_public_strided_partition():
+    m = _tiny_module(rollout_steps=512, minibatch_steps=128)
+    parts = m.minibatches(10)
+    assert [p.tolist() for p in parts] == [[0, 4, 8], [1, 5, 9], [2, 6], [3, 7]]
+    m2 = _tiny_module(rollout_steps=512, minibatch_steps=128, shuffle_minibatches=True)
+    got = sorted(torch.cat(m2.minibatches(10)).tolist())
+    assert got == list(range(10))
+
+
+def test_gathered_agent_steps_give_the_map_forward_outputs():
+    """A minibatch of agent-steps gathered from many maps (each with its own market) gives
+    the same logits and values as the whole-map forward for those agents."""
+    torch.manual_seed(0)
+    m = _tiny_module(rollout_steps=256, bptt=4)
+    data = m._collect()
+    with torch.no_grad():
+        m._bootstrap(data)
+        m.gae(data)
+        full = m.policy(data)
+    sample = m.sample_mask(data["agents", "mask"])
+    table = m.sequences(sample)
+    agents, maps = m._flatten(data)
+    mb = m._gather(agents, maps, table[:7])
+    with torch.no_grad():
+        got = m.policy(mb)
+    idx = table[:7]
+    ok = idx >= 0
+    P = m.agents
+    T = data.shape[1]
+    b, rest = idx[ok] // (T * P), idx[ok] % (T * P)
+    t, p = rest // P, rest % P
+    assert torch.allclose(got["value"][..., 0][ok], full["value"][b, t, p], atol=1e-5)
+    for h, lg in got["logits"].items():
+        assert torch.allclose(lg[..., 0, :][ok], full["logits"][h][b, t, p], atol=1e-5), h
+    assert torch.equal(mb["agents", "action", "move"][..., 0][ok], data["agents", "action", "move"][b, t, p])
+    assert not mb["agents", "mask"][..., 0][~ok].any()
+    m.on_train_end()
+
+
+def test_updates_count_live_agent_steps_only():
+    """Every update learns from exactly rollout_steps live agent-steps, with
+    rollout_steps // minibatch_steps minibatches per epoch."""
+    m = PPOModule("demo", overrides={"ppo.rollout_steps": 384, "ppo.minibatch_steps": 128,
+                                     "ppo.epochs": 2}, env_overrides={"num_maps": 2, "early_stop_agents": 0})
+    opt = torch.optim.Adam(m.policy.parameters(), lr=1e-3)
+    calls = []
+    orig = m.loss.forward
+    m.loss.forward = lambda td: (calls.append(int(td["agents", "mask"].sum())), orig(td))[1]
+    log, _ = m.update(opt, 0)
+    assert m.agent_steps == 384 and len(calls) == 2 * 3
+    # padded short sequences make a minibatch's live count vary by at most one sequence (bptt 8)
+    assert sum(calls) == 2 * 384 and all(abs(c - 128) <= 8 for c in calls)
+    m.on_train_end()

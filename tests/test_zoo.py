@@ -92,18 +92,22 @@ def test_golden_outputs(name, tiny_batch):
 
 
 def test_baseline_has_the_2023_layer_shapes():
+    """A quick look at the public layout (tests/test_fidelity_baseline.py checks every layer)."""
     p = create_policy("baseline", task_dim=4096)
     shapes = {k: tuple(v.shape) for k, v in p.state_dict().items()}
+    assert shapes["tile.embed.weight"] == (3 * 256, 32)  # one 256-row block per column
     assert shapes["tile.fc.weight"] == (256, 968)  # 8 channels x 11 x 11
     assert shapes["tile.conv1.weight"] == (32, 96, 3, 3)
-    assert shapes["entity.player_fc.weight"] == (256, 992)  # 31 attributes x 32
-    assert shapes["entity.agent_fc.weight"] == (256, 992)
+    assert shapes["entity.embed.weight"] == (31 * 256, 32)
+    assert shapes["entity.agent_fc.weight"] == (256, 992)  # 31 attributes x 32
+    assert shapes["entity.my_agent_fc.weight"] == (256, 992)
+    assert shapes["item.embed.weight"] == (256, 32)  # shared by type and equipped
     assert shapes["item.fc.weight"] == (256, 76)  # 2 x 32 embedded + 12 numeric
     assert shapes["inventory.fc.weight"] == (256, 12 * 256)
     assert shapes["task.fc.weight"] == (256, 4096)
     assert shapes["fusion.proj.weight"] == (256, 1280)
     assert shapes["value.fc.weight"] == (1, 256)
-    assert 3.4e6 < p.num_parameters() < 4.2e6
+    assert p.num_parameters() == 3_901_687
 
 
 def test_compact_observations_give_the_same_outputs():
@@ -200,9 +204,10 @@ def test_bad_yaml_file(tmp_path):
 
 def test_registry_lists_components():
     comps = list_components()
-    assert {"tile_embed_cnn", "tile_material_cnn", "tile_resnet", "tile_attn_cnn"} <= set(comps["tile"])
-    assert {"entity_embed", "entity_continuous", "entity_onehot", "entity_attention"} <= set(comps["entity"])
-    assert {"lstm", "none"} <= set(comps["memory"])
+    assert {"tile_embed_cnn", "tile_embed_resnet", "tile_embed_attn"} <= set(comps["tile"])
+    assert {"entity_embed", "entity_mixed", "entity_onehot", "entity_id_mlp"} <= set(comps["entity"])
+    assert {"fixed_heads", "no_attack_npc_types"} <= set(comps["restriction"])
+    assert {"lstm", "lstm_cells", "none"} <= set(comps["memory"])
 
 
 def test_save_load_round_trip_is_exact(tmp_path, tiny_batch):

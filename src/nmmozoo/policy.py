@@ -258,7 +258,8 @@ class Policy(nn.Module):
         lead, tile, entity, inventory, market, task, flat = self._inputs(td)
         P = lead[-1]
         N = tile.shape[0]
-        agent_id = (torch.arange(N, device=tile.device) % P) + 1
+        index = td.get(("agents", "agent_index"), None)  # agent-steps gathered from many maps
+        agent_id = (flat(index) if index is not None else torch.arange(N, device=tile.device) % P) + 1
         ent_rows, me = self.entity(entity, agent_id)
         inv_rows = self.item(inventory)
         inv_mask = inventory[..., 1] > 0

@@ -54,17 +54,27 @@ class PPOConfig:
     epochs: int = 3
     """Passes over each rollout."""
     rollout_steps: int = 32768
-    """Agent-steps collected per update."""
-    minibatch_steps: int = 4096
-    """Agent-steps per minibatch."""
+    """Live agent-steps learned from per update (dead agents are never samples)."""
+    minibatch_steps: int = 128
+    """Live agent-steps per minibatch: ``rollout_steps // minibatch_steps`` minibatches of
+    ``minibatch_steps // bptt`` sequences (the 2023 trainers: 16 sequences × bptt 8 = 128)."""
     bptt: int = 8
-    """Sequence length for recurrent models."""
+    """Sequence length: consecutive live steps of one agent (truncated BPTT for recurrent
+    models; for the others it only groups samples into minibatches, as in 2023)."""
+    stored_state: bool = False
+    """Recurrent models only: True re-runs every step from the state stored with it in the
+    rollout (no gradient through time; Yao Feng's trainer), False runs truncated BPTT over
+    each sequence from the state stored at its first step."""
+    shuffle_minibatches: bool = False
+    """False: the 2023 trainers' fixed partition (sequence s in minibatch s mod n, same every
+    epoch); True: a fresh random partition each epoch."""
     normalize_advantages: bool = True
+    """Normalise advantages within each minibatch over its live steps (2023)."""
     collector_workers: int = 0
     """0: collect in the training process; N ≥ 2: a TorchRL ``MultiSyncCollector`` over N
     worker processes, each running num_maps / N maps (CPU envs)."""
     total_steps: int = 10_000_000
-    """Agent-steps of the whole run."""
+    """Live agent-steps of the whole run."""
 
 
 def _check_section(recipe: dict, key: str, kind: type, path: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from . import constants as C
+from . import eventlog
 from .config import EnvConfig
 from .grid import chebyshev
 from .state import WorldState
@@ -46,7 +47,7 @@ def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Ten
     valid = (s.alive & (target >= 0) & (tgt != me) & (dist <= cfg.attack_reach)
              & s.alive.gather(1, tgt))
     # 2.0: a player cannot hit a player younger than the spawn immunity (NPCs ignore it).
-    young = s.time_alive.gather(1, tgt) < cfg.spawn_immunity
+    young = s.time_alive.gather(1, tgt) < s.immunity[:, None]
     valid &= ~(is_player & tgt_player & young)
 
     level_in_style = s.level.gather(2, style[..., None]).squeeze(-1)
@@ -82,6 +83,9 @@ def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Ten
     s.exp[:, :P].scatter_add_(2, style[:, :P, None], (pv.int() * cfg.xp_per_attack)[..., None])
     s.events[..., C.EVENT["SCORE_HIT"]] += pv.int()
     s.hits_by_style.scatter_add_(2, style[:, :P, None], pv.int()[..., None])
+    # Event-log rows: SCORE_HIT (style) once per style.
+    eventlog.mark(s, eventlog.SCORE_HIT_BASE,
+                  (style[:, :P, None] == torch.arange(3, device=s.device)) & pv[..., None])
     s.damage_dealt += dmg[:, :P].int()
     s.damage_taken += total[:, :P].int()
 
@@ -94,6 +98,7 @@ def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Ten
     npc_victim = killed & ~is_player
     npc_credit.scatter_add_(1, torch.where(npc_victim, killer, E), npc_victim.int())
     s.events[..., C.EVENT["PLAYER_KILL"]] += credit[:, :P]
+    eventlog.always_new(s, credit[:, :P])  # a PLAYER_KILL row names its victim: always new
     # Typed kill counts for the tasks: by victim kind (player 0, NPC 1) and victim level
     # (an NPC's level; a player's highest combat level).
     by_player = killed & (killer >= 0) & (killer < P)

@@ -104,6 +104,12 @@ class EnvConfig:
     """Damage multiplier when the style beats the target's main combat style."""
     spawn_immunity: int = 20
     """Players older than this cannot attack players younger than this."""
+    spawn_immunity_redraw: bool = False
+    """Yao Feng's training option (CarperAI/nmmo-baselines @ f7d9850,
+    ``contrib/sub_246505/environment.py`` l.155-159, ``config.py`` l.65-66): when a map's episode
+    ends with at most ``early_stop_agents`` players alive (an early stop, or everyone dead),
+    its next episodes play with a spawn immunity drawn uniformly from ``[0, spawn_immunity)``,
+    until the next such end draws again. Off: always ``spawn_immunity``."""
     combat_status_ticks: int = 3
     """Ticks an entity stays "in combat" after attacking or being attacked."""
     damage_scale: int = 15
@@ -229,6 +235,9 @@ def _validate(c: EnvConfig) -> None:
     _check(c.num_entities <= 32767, "num_agents", "num_agents + num_npcs ≤ 32767", c.num_entities)
     _check(1 <= c.horizon < 32767, "horizon", "in [1, 32767) (ticks are int16)", c.horizon)
     _check(c.damage_scale >= 1, "damage_scale", "≥ 1", c.damage_scale)
+    _check(not c.spawn_immunity_redraw or c.spawn_immunity >= 1, "spawn_immunity",
+           "≥ 1 when spawn_immunity_redraw is on (draws are from [0, spawn_immunity))",
+           c.spawn_immunity)
     _check(0 <= c.early_stop_agents < c.num_agents, "early_stop_agents",
            f"in [0, num_agents={c.num_agents})", c.early_stop_agents)
     _check(0.0 <= c.resilient_fraction <= 1.0, "resilient_fraction", "in [0, 1]", c.resilient_fraction)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from . import constants as C
+from . import eventlog as EL
 from .config import EnvConfig
 from .state import WorldState
 
@@ -306,6 +307,7 @@ def use(s: WorldState, cfg: EnvConfig, t: ItemTables, slot: torch.Tensor, busy: 
     r.inv_equipped &= ~onehot_slot(t, j, unequip)
     r.inv_equipped |= onehot_slot(t, j, equip)
     s.events[r.b, r.p, C.EVENT["EQUIP_ITEM"]] += equip.int()
+    EL.record(s, r.b, r.p, EL.item_key(cfg, EL.EQUIP, typ, lvl), equip)
 
     eat = t.consumable[typ] & level_ok
     restore = stats_of(t, typ, lvl)
@@ -316,6 +318,7 @@ def use(s: WorldState, cfg: EnvConfig, t: ItemTables, slot: torch.Tensor, busy: 
                                   f[r.b, r.p])
     s.events[r.b, r.p, C.EVENT["CONSUME_ITEM"]] += eat.int()
     count_items(s, CONSUMED, r.b, r.p, typ, lvl, eat.int())
+    EL.record(s, r.b, r.p, EL.item_key(cfg, EL.CONSUME, typ, lvl), eat)
     destroy(s, r, onehot_slot(t, j, eat))
     r.write(s)
     refresh_equipment(s, cfg, t, r)
@@ -449,6 +452,8 @@ def sell(s, cfg, t, item, price_idx, busy) -> None:
     m = onehot_slot(t, j, torch.ones_like(j, dtype=torch.bool))
     count_items(s, LISTED, r.b, r.p, gather_slot(r.inv_type, j), gather_slot(r.inv_level, j),
                 gather_slot(r.inv_quantity, j))
+    EL.record(s, r.b, r.p, EL.item_key(cfg, EL.LIST, gather_slot(r.inv_type, j),
+                                       gather_slot(r.inv_level, j)))
     r.inv_price.copy_(torch.where(m, (price_idx[r.b, r.p] + 1).int()[:, None], r.inv_price))
     r.inv_listed_tick.copy_(torch.where(m, s.tick[r.b].int()[:, None], r.inv_listed_tick))
     r.write(s)

@@ -14,14 +14,17 @@ from __future__ import annotations
 import torch
 
 from . import constants as C
+from . import eventlog as EL
 from . import items as I
 from .config import EnvConfig
 from .state import WorldState
 
 
 def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, killer: torch.Tensor,
-         gen: torch.Generator) -> None:
-    """Settle the deaths of this tick: ``dead`` ``[B, E]``, ``killer`` slot ``[B, E]`` (-1 none)."""
+         gen: torch.Generator):
+    """Settle the deaths of this tick: ``dead`` ``[B, E]``, ``killer`` slot ``[B, E]`` (-1 none).
+    Returns the players' gold earnings ``(b, killer, amount)``, one per looted victim
+    (EARN_GOLD rows)."""
     B, E = dead.shape
     P, S = cfg.num_agents, cfg.inventory_slots
     dev = s.device
@@ -40,12 +43,14 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
     looted.scatter_add_(1, heir, (has_killer & (gold > 0)).int())
     s.events[..., C.EVENT["EARN_GOLD"]] += looted[:, :P]
     s.events[..., C.EVENT["LOOT_GOLD"]] += looted[:, :P]
+    gb, gv = (has_killer & (gold > 0) & (killer < P)).nonzero(as_tuple=True)
+    earned = (gb, killer[gb, gv], gold[gb, gv])
 
     # Items of dead players: to a player killer in random order, else destroyed.
     victim = dead[:, :P]
     by_player = victim & has_killer[:, :P] & (killer[:, :P] < P)
     if not cfg.item_system:
-        return
+        return earned
     if bool(by_player.any()):
         k = killer[:, :P].clamp(0, P - 1)
         rank = I.rank_by_key(k, by_player)
@@ -58,8 +63,11 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
         for r in range(int(rank[by_player].max()) + 1):
             b, v = (by_player & (rank == r)).nonzero(as_tuple=True)
             for i in range(n_held):  # the victim's items, in its random order
-                moved = I.transfer(s, cfg, t, b, v, order[b, v, i], k[b, v])
+                j = order[b, v, i]
+                typ, lvl = s.inv_type[b, v, j], s.inv_level[b, v, j]
+                moved = I.transfer(s, cfg, t, b, v, j, k[b, v])
                 s.events[b, k[b, v], C.EVENT["LOOT_ITEM"]] += moved.int()
+                EL.record(s, b, k[b, v], EL.item_key(cfg, EL.LOOT, typ, lvl), moved)
     gone = I.Rows.where(s, victim)
     if len(gone):
         I.destroy(s, gone, gone.inv_type > 0)
@@ -79,5 +87,10 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
             d = torch.where(now, k, P)
             who, lvl = I.route(now, d, P), I.route(level, d, P)
             for typ in (armour, tool):
-                got = I.create(s, cfg, t, who, I.route(typ, d, P), lvl, need_space=True)
+                typ_at = I.route(typ, d, P)
+                got = I.create(s, cfg, t, who, typ_at, lvl, need_space=True)
                 s.events[..., C.EVENT["LOOT_ITEM"]] += got.int()
+                gb, gp = got.nonzero(as_tuple=True)
+                EL.record(s, gb, gp, EL.item_key(cfg, EL.LOOT, typ_at[gb, gp],
+                                                 lvl[gb, gp].clamp(1, cfg.max_item_level)))
+    return earned

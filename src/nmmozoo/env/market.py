@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from . import constants as C
+from . import eventlog as EL
 from . import items as I
 from .config import EnvConfig
 from .state import WorldState
@@ -31,8 +32,9 @@ def listings(s: WorldState, cfg: EnvConfig, listed: torch.Tensor | None = None,
 
 
 def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows: torch.Tensor,
-        busy: torch.Tensor, gen: torch.Generator) -> None:
-    """Buy: ``row`` ``[B, P]`` names a market row of the last observation (M: no-op)."""
+        busy: torch.Tensor, gen: torch.Generator):
+    """Buy: ``row`` ``[B, P]`` names a market row of the last observation (M: no-op).
+    Returns the sellers' earnings ``(b, seller, price)`` (EARN_GOLD rows), or None."""
     B, P, S, M = s.num_maps, cfg.num_agents, cfg.inventory_slots, cfg.market_size
     f = rows.gather(1, row.clamp_max(M - 1))
     ok = s.alive[:, :P] & ~busy & (row < M) & (f >= 0)
@@ -50,7 +52,7 @@ def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows:
         ok[fb, fp] = I.can_receive(I.Rows(s, fb, fp), t, cfg, typ[fb, fp].long(), lvl[fb, fp],
                                    qty[fb, fp])
     if not bool(ok.any()):
-        return
+        return None
     # One winner per listing, at random.
     prio = torch.rand(B, P, generator=gen, device=s.device)
     prio = torch.where(ok, prio, -1.0)
@@ -67,6 +69,7 @@ def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows:
     pay = price * moved
     b, p = moved.nonzero(as_tuple=True)
     I.count_items(s, I.BOUGHT, b, p, typ[b, p], lvl[b, p], qty[b, p])
+    EL.record(s, b, p, EL.item_key(cfg, EL.BUY, typ[b, p], lvl[b, p]))
     s.gold_spent += pay
     s.gold[:, :P] -= pay
     earned = torch.zeros_like(s.gold[:, :P])
@@ -77,3 +80,4 @@ def buy(s: WorldState, cfg: EnvConfig, t: I.ItemTables, row: torch.Tensor, rows:
     sales = torch.zeros_like(earned)
     sales.scatter_add_(1, seller, moved.int())
     s.events[..., C.EVENT["EARN_GOLD"]] += sales
+    return b, seller[b, p], price[b, p]

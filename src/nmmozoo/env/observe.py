@@ -145,7 +145,8 @@ class Observer:
         # the agent itself is younger than the spawn immunity. The no-op (last index) is
         # allowed only when no target is.
         me = pair_row % P
-        young = (s.time_alive[:, :P].reshape(-1)[pair_row] < cfg.spawn_immunity) & (pair_ent < P)
+        immunity = s.immunity[:, None].expand(B, P).reshape(-1)[pair_row]
+        young = (s.time_alive[:, :P].reshape(-1)[pair_row] < immunity) & (pair_ent < P)
         ok = (pd <= cfg.attack_reach) & (pair_ent != me) & ~young
         target_mask = bool_full(B * P, K + 1, value=False, device=s.device)
         target_mask[pair_row, pos] = ok

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from . import eventlog
 from .config import EnvConfig
 from .constants import EVENT
 from .state import WorldState
@@ -18,6 +19,11 @@ def update_levels(s: WorldState, cfg: EnvConfig, thresholds: torch.Tensor) -> No
     """Recompute player levels from XP; count LEVEL_UP events (one per level gained)."""
     P = cfg.num_agents
     new = levels_for(s.exp[:, :P].contiguous(), thresholds)
+    up = new > s.level[:, :P]
     gained = (new - s.level[:, :P]).clamp_min(0).sum(-1)
     s.events[..., EVENT["LEVEL_UP"]] += gained
+    # Event-log rows: 2.0 logs one LEVEL_UP (skill, new level) per XP gain that raises a level.
+    n = eventlog.level_slots(cfg)
+    hit = (new.clamp(0, n - 1)[..., None] == torch.arange(n, device=s.device)) & up[..., None]
+    eventlog.mark(s, eventlog.LEVEL_UP_BASE, hit.view(*up.shape[:2], -1))
     s.level[:, :P] = new

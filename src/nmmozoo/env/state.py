@@ -24,6 +24,7 @@ class WorldState:
     map_seed: torch.Tensor        # int64: seed of the terrain in play
     next_npc_id: torch.Tensor     # int64: the next (positive) NPC serial, ids are its negative
     done: torch.Tensor            # bool: the map has ended and waits for its reset
+    immunity: torch.Tensor        # int32: spawn immunity in play (ticks; see spawn_immunity_redraw)
     # --- terrain [B, H, W] ---
     material: torch.Tensor        # uint8 material index per tile
     # Resource tiles of each map (those that can deplete), listed once at reset so the
@@ -78,6 +79,10 @@ class WorldState:
     damage_taken: torch.Tensor    # int32 [B, P]: total damage received since the reset
     died_tick: torch.Tensor       # int32 [B, P]: tick of death, -1 while alive
     last_moves: torch.Tensor      # int64 [B, P, 8]: the last 8 move directions (reward shaping)
+    health_restore: torch.Tensor  # int32 [B, P]: health change of this tick's food/water update
+                                  # (2.0's Resources.health_restore)
+    seen_rows: torch.Tensor       # bool [B, P, K]: event-log row keys seen this episode (eventlog.py)
+    unique_events: torch.Tensor   # int32 [B, P]: distinct event-log rows this episode
     # --- typed counters since the reset, read by the task predicates [B, P, ...] ---
     item_events: torch.Tensor     # int32 [B, P, 4, item types, levels]: harvested, consumed,
                                   # listed, bought quantities by item type and level
@@ -102,8 +107,11 @@ class WorldState:
         def b(*shape):
             return torch.zeros(*shape, dtype=torch.bool, **z)
 
+        from .eventlog import num_keys
+
         return cls(
             tick=i64(B), map_seed=i64(B), next_npc_id=i64(B), done=b(B),
+            immunity=i32(B) + cfg.spawn_immunity,
             material=torch.zeros(B, cfg.map_size, cfg.map_size, dtype=torch.uint8, **z),
             res_tile=i64(B, res_capacity) - 1,
             res_due=torch.full((B, res_capacity), NEVER, dtype=torch.int16, **z),
@@ -122,6 +130,7 @@ class WorldState:
             events=i32(B, P, NUM_EVENTS), event_totals=i32(B, P, NUM_EVENTS),
             farthest=i32(B, P), damage_dealt=i32(B, P), damage_taken=i32(B, P),
             died_tick=i32(B, P) - 1, last_moves=i64(B, P, 8) + 4,
+            health_restore=i32(B, P), seen_rows=b(B, P, num_keys(cfg)), unique_events=i32(B, P),
             item_events=i32(B, P, 4, NUM_ITEM_TYPES, cfg.max_item_level + 1),
             hits_by_style=i32(B, P, 3),
             kills=i32(B, P, 2, max(cfg.npc_max_level, len(cfg.level_thresholds)) + 1),

@@ -37,7 +37,11 @@ def survive(s: WorldState, cfg: EnvConfig, near_water: torch.Tensor) -> None:
     regen = alive & (food > threshold) & (water > threshold)
     starve_hit = torch.where(s.resilient[:, :P], cfg.starvation_damage // 2, cfg.starvation_damage)
     loss = ((food == 0).int() + (water == 0).int()) * starve_hit * alive.int()
+    before = health.clone()
     health.add_(regen.int() * cfg.health_regen).clamp_(max=cfg.health_max).sub_(loss).clamp_(min=0)
+    # 2.0's Resources.health_restore: the health change of this update (regeneration minus
+    # starvation; 0 at full health), read by the heal bonus.
+    torch.sub(health, before, out=s.health_restore)
     live = alive.int()
     food.sub_(cfg.resource_depletion * live).clamp_(min=0)
     water.sub_(cfg.resource_depletion * live).clamp_(min=0)

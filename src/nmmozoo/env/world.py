@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from . import combat, constants as C, harvest, items, loot, market, movement, npc, progression, survival
+from . import (combat, constants as C, eventlog, harvest, items, loot, market, movement, npc,
+               progression, survival)
 from .config import ConfigError, EnvConfig
 from .grid import passable_table, tile_at
 from .observe import Observer
@@ -91,9 +92,11 @@ class World:
             grow = need - s.res_tile.shape[1]
             s.res_tile = torch.cat([s.res_tile, s.res_tile.new_full((self.num_maps, grow), -1)], 1)
             s.res_due = torch.cat([s.res_due, s.res_due.new_full((self.num_maps, grow), NEVER)], 1)
+        immunity = self._next_immunity(idx)
         fresh = WorldState.empty(cfg, n, dev, res_capacity=s.res_tile.shape[1])
         for name, t in s.tensors():
             t[idx] = getattr(fresh, name)
+        s.immunity[idx] = immunity
         s.map_seed[idx] = seeds.to(dev)
         s.material[idx] = material
         harvest.list_resources(s, self.harvest_tables, idx)
@@ -129,6 +132,18 @@ class World:
         self.truncated[idx] = False
         return self.observe()
 
+    def _next_immunity(self, idx: torch.Tensor) -> torch.Tensor:
+        """Spawn immunity of the maps ``idx`` for their new episode: ``spawn_immunity``, or with
+        ``spawn_immunity_redraw`` a draw from [0, spawn_immunity) where the last episode ended
+        with at most ``early_stop_agents`` players alive (else the value in play stays)."""
+        cfg, s = self.cfg, self.state
+        if not cfg.spawn_immunity_redraw:
+            return torch.full_like(s.immunity[idx], cfg.spawn_immunity)
+        few = s.done[idx] & (s.alive[idx, :cfg.num_agents].sum(1) <= cfg.early_stop_agents)
+        draw = torch.randint(0, cfg.spawn_immunity, (idx.numel(),), generator=self.gen,
+                             device=self.device, dtype=s.immunity.dtype)
+        return torch.where(few, draw, s.immunity[idx])
+
     # --- the tick ----------------------------------------------------------------------------------
     def step(self, actions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Advance every map one tick. ``actions`` maps each head of ``ACTION_HEADS`` to
@@ -152,10 +167,11 @@ class World:
             self._harvest_drops(won)
         survival.npc_regen(s, cfg)
         # 3. Actions in 2.0's order: Use, Buy, Give/GiveGold, Destroy, Attack, Move, Sell.
+        sales = None  # the sellers' earnings (EARN_GOLD rows)
         if cfg.item_system:
             busy = items.in_combat(s, P, cfg.combat_status_ticks)
             items.use(s, cfg, it, actions["use_item"], busy)  # later phases move only unequipped items
-            market.buy(s, cfg, it, actions["buy_item"], self.observer.market_rows, busy, self.gen)
+            sales = market.buy(s, cfg, it, actions["buy_item"], self.observer.market_rows, busy, self.gen)
             # Both give target heads at once (gifts move nothing that the checks read).
             ok, tgt = items.give_target(s, cfg, obs_slots, torch.stack(
                 [actions["give_target"], actions["give_gold_target"]], -1), busy)
@@ -179,7 +195,8 @@ class World:
         # 4. Remove the dead and settle their gold and items; refill NPCs; regrow tiles;
         #    expire listings; next tick.
         dead = s.alive & (s.health <= 0)
-        loot.loot(s, cfg, it, dead, killer, self.gen)
+        loot_gold = loot.loot(s, cfg, it, dead, killer, self.gen)
+        eventlog.earnings(s, cfg, [sales, loot_gold])
         s.alive &= ~dead
         died = dead[:, :P]
         s.died_tick.copy_(torch.where(died, (s.tick[:, None] + 1).int(), s.died_tick))
@@ -197,6 +214,7 @@ class World:
         self.truncated = ~self.terminated & (
             (s.tick >= cfg.horizon) | ((cfg.early_stop_agents > 0) & (n_alive <= cfg.early_stop_agents)))
         s.done = self.terminated | self.truncated
+        eventlog.end_of_tick(s)
         s.event_totals += s.events
         return self.observe()
 
@@ -245,14 +263,20 @@ class World:
             lucky_all[b, p] = lucky
             ids = items.new_ids(s, lucky_all)
             if bool(lucky.any()):
-                took += items.receive(r, cfg, it, lucky, rare, level[:, 0], one, ids[b, p],
-                                      need_space=True)
+                got_rare = items.receive(r, cfg, it, lucky, rare, level[:, 0], one, ids[b, p],
+                                         need_space=True)
+                took += got_rare
+                # Event-log rows: 2.0 logs a HARVEST_ITEM row for every drop received.
+                eventlog.record(s, b, p, eventlog.item_key(cfg, eventlog.HARVEST, rare, level[:, 0]),
+                                got_rare)
         ids_fish = items.new_ids(s, fish)
         got_f = items.receive(r, cfg, it, f, drop[:, 1], level[:, 1], one, ids_fish[b, p], need_space=True)
         took += got_f
         r.write(s)
         s.ledger[:, items.ITEMS_IN].index_add_(0, b, took)
         s.events[b, p, C.EVENT["HARVEST_ITEM"]] += got_g.int() + got_f.int()
+        eventlog.record(s, b.repeat(2), p.repeat(2), eventlog.item_key(
+            cfg, eventlog.HARVEST, drop.T.reshape(-1), level.T.reshape(-1)), torch.cat([got_g, got_f]))
         items.count_items(s, items.HARVESTED, b.repeat(2), p.repeat(2), drop.T.reshape(-1),
                           level.T.reshape(-1), torch.cat([got_g, got_f]).int())
 
@@ -266,6 +290,8 @@ class World:
             s.health[:, :P], s.food[:, :P], s.water[:, :P], s.gold[:, :P], s.time_alive[:, :P],
             s.level[:, :P].amax(-1), s.exp[:, :P].sum(-1), s.damage_dealt, s.damage_taken,
             s.farthest, s.row[:, :P].int(), s.col[:, :P].int(),
+            s.unique_events, s.health_restore, s.exp[:, :P].amax(-1), s.equip_defense[:, :P].sum(-1),
+            *s.level[:, :P].unbind(-1),
         ], -1).int()
 
 
@@ -295,4 +321,10 @@ def task_table(specs, device="cpu") -> torch.Tensor:
 
 
 STAT_NAMES = ("health", "food", "water", "gold", "time_alive", "max_level", "total_exp",
-              "damage_dealt", "damage_taken", "farthest", "row", "col")
+              "damage_dealt", "damage_taken", "farthest", "row", "col",
+              "unique_events", "health_restore", "max_exp", "equip_defense",
+              *(f"{skill}_level" for skill in C.SKILL_NAMES))
+"""Columns of ``("agents","stats")``. ``unique_events``: distinct event-log rows of the episode
+(:mod:`nmmozoo.env.eventlog`); ``health_restore``: health change of this tick's food/water
+update; ``max_exp``: XP of the agent's highest-XP skill; ``equip_defense``: melee + range +
+mage defense of the equipped items; then each skill's level."""

@@ -7,43 +7,29 @@ from timm.layers import Mlp
 from torch import nn
 
 from ..env import constants as C
-from .registry import register
+from .encoders import get_activation
+from .registry import SpecError, register
 
 
 @register("fusion", "concat_mlp")
 class ConcatMLP(nn.Module):
-    """Concatenate the streams and project (the baseline's 1280→256 FC); ``layers`` > 1 adds
-    an MLP with optional LayerNorm."""
+    """Concatenate the streams (in the spec's ``streams`` order) and project: the baseline's
+    ``proj_fc`` 5·256 → 256 ([B] policy.py l.50, l.70-71; Jimyhzhu's 6·256, [J] l.52) →
+    LayerNorm if ``norm`` → ``activation`` (public baseline, Takeru, Jimyhzhu: none; Yao Feng:
+    relu). ``layers`` > 1 adds a residual MLP after it (no public model has one)."""
 
-    def __init__(self, hidden: int, streams: int, layers: int = 1, norm: bool = False):
+    def __init__(self, hidden: int, streams: int, activation: str = "none", layers: int = 1,
+                 norm: bool = False):
         super().__init__()
+        self.act = get_activation(activation)
         self.proj = nn.Linear(streams * hidden, hidden)
         self.norm = nn.LayerNorm(hidden) if norm else nn.Identity()
         self.mlp = (Mlp(hidden, hidden, hidden, norm_layer=nn.LayerNorm if norm else None)
                     if layers > 1 else nn.Identity())
 
     def forward(self, streams: list[torch.Tensor]) -> torch.Tensor:
-        x = torch.relu(self.norm(self.proj(torch.cat(streams, -1))))
+        x = self.act(self.norm(self.proj(torch.cat(streams, -1))))
         return x + self.mlp(x) if not isinstance(self.mlp, nn.Identity) else x
-
-
-@register("fusion", "stream_attention")
-class StreamAttention(nn.Module):
-    """Saidinesh: self-attention across the streams (one token each), then a projection."""
-
-    def __init__(self, hidden: int, streams: int, heads: int = 4):
-        super().__init__()
-        self.type_embed = nn.Parameter(torch.zeros(streams, hidden))
-        nn.init.trunc_normal_(self.type_embed, std=0.02)
-        self.layer = nn.TransformerEncoderLayer(hidden, heads, 2 * hidden, 0.0, batch_first=True,
-                                                norm_first=True)
-        self.proj = nn.Linear(streams * hidden, hidden)
-
-    def forward(self, streams):
-        x = torch.stack(streams, -2) + self.type_embed
-        lead = x.shape[:-2]
-        x = self.layer(x.reshape(-1, *x.shape[-2:])).reshape(*lead, -1)
-        return torch.relu(self.proj(x))
 
 
 @register("memory", "none")
@@ -105,47 +91,50 @@ class LinearValue(nn.Module):
         return self.fc(x).squeeze(-1)
 
 
-@register("value", "mlp_value")
-class MLPValue(nn.Module):
-    """An MLP to the value."""
-
-    def __init__(self, hidden: int):
-        super().__init__()
-        self.mlp = Mlp(hidden, hidden, 1)
-
-    def forward(self, x):
-        return self.mlp(x).squeeze(-1)
-
-
 # --- action restrictions: they narrow the masks the env gives ----------------------------------------
-GIVE_HEADS = ("give_item", "give_target", "give_gold_target")
+@register("restriction", "fixed_heads")
+class FixedHeads:
+    """Each named head's mask becomes one-hot at the given index (−1 = the last option, the
+    no-op of item/target heads), whatever the env allows: the head always takes that action.
+    Takeru deleted his give and give-gold layers and emits fixed logits for them ([T]
+    policy_reduce_v2.py l.324-327, l.345-356: no-op, gold amount index 0); pair it with
+    ``pointer_decoder``'s ``drop``. A fixed head has one option, so its log-probability and
+    entropy are exactly 0."""
 
+    def __init__(self, heads: dict, head_sizes: dict):
+        self.fixed = {}
+        for h, i in heads.items():
+            if h not in head_sizes:
+                raise SpecError(f"heads: unknown head {h!r}; heads: {list(head_sizes)}")
+            n = head_sizes[h]
+            if not isinstance(i, int) or isinstance(i, bool) or not -n <= i < n:
+                raise SpecError(f"heads.{h}: expected an index in [-{n}, {n}), got {i!r}")
+            self.fixed[h] = i % n
 
-@register("restriction", "no_give")
-def no_give():
-    """Takeru / Yao Feng: the give and give-gold heads keep only their no-op."""
-
-    def apply(masks, entity):
-        for h in GIVE_HEADS:
+    def __call__(self, masks, entity):
+        for h, i in self.fixed.items():
             m = torch.zeros_like(masks[h])
-            m[..., -1] = True
+            m[..., i] = True
             masks[h] = m
         return masks
 
-    return apply
 
+@register("restriction", "no_attack_npc_types")
+class NoAttackNPCTypes:
+    """Attack targets whose ``npc_type`` is one of ``npc_types`` are masked (e.g. [2]: Yao
+    Feng's competition code never attacks neutral NPCs); where nothing is left the no-op is
+    allowed, so every agent keeps a valid option."""
 
-@register("restriction", "passive_npc_targets")
-def passive_npc_targets():
-    """Yao Feng: attacks only on players and passive NPCs (neutral/aggressive NPCs masked)."""
+    def __init__(self, npc_types: list):
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in npc_types):
+            raise SpecError(f"npc_types: expected a list of integers, got {npc_types!r}")
+        self.kinds = torch.tensor(npc_types, dtype=torch.long)
 
-    def apply(masks, entity):
-        kind = entity[..., C.COL["npc_type"]]
-        ok = (kind == C.PLAYER) | (kind == C.PASSIVE)
+    def __call__(self, masks, entity):
+        kind = entity[..., C.COL["npc_type"]].long()
+        bad = torch.isin(kind, self.kinds.to(kind.device)) & (entity[..., C.COL["id"]] != 0)
         m = masks["attack_target"].clone()
-        m[..., :-1] &= ok
-        m[..., -1] |= ~m[..., :-1].any(-1)  # keep a valid option
+        m[..., :-1] &= ~bad
+        m[..., -1] |= ~m[..., :-1].any(-1)
         masks["attack_target"] = m
         return masks
-
-    return apply

@@ -7,12 +7,23 @@ import torch
 from torch import nn
 
 from ..env.torchrl_env import ACTION_HEADS
-from .registry import register
+from .registry import SpecError, register
+
+
+# The public ActionDecoder's layer order ([B] policy.py l.234-249: attack_style, attack_target,
+# market_buy, inventory_destroy, inventory_give_item, inventory_give_player, gold_quantity,
+# gold_target, move, inventory_sell, inventory_price, inventory_use) in our head names.
+PUBLIC_ORDER = ("attack_style", "attack_target", "buy_item", "destroy_item", "give_item",
+                "give_target", "give_gold_amount", "give_gold_target", "move", "sell_item",
+                "sell_price", "use_item")
 
 
 def _ordered(head_sizes: dict) -> dict:
-    """Heads in the env's order, whatever order the sizes came in (stable weights layout)."""
-    return {h: head_sizes[h] for h in ACTION_HEADS if h in head_sizes}
+    """Heads in the public decoder's order, whatever order the sizes came in (a stable weights
+    layout; any head the public action space lacks follows in the env's order)."""
+    order = PUBLIC_ORDER + tuple(h for h in ACTION_HEADS if h not in PUBLIC_ORDER)
+    return {h: head_sizes[h] for h in order if h in head_sizes}
+
 
 POINTER = {"attack_target": "entity", "give_target": "entity", "give_gold_target": "entity",
            "use_item": "inventory", "destroy_item": "inventory", "give_item": "inventory",
@@ -36,14 +47,26 @@ def _market_pointer(query: torch.Tensor, market: torch.Tensor, per_map: int) -> 
 
 @register("decoder", "pointer_decoder")
 class PointerDecoder(nn.Module):
-    """2023 baseline: linear heads for move, style, gold and price; pointer heads (a projected
-    query dotted with the entity / item / listing embeddings, plus a no-op) for the rest."""
+    """2023 baseline ActionDecoder ([B] policy.py l.231-308): linear heads for move, style,
+    gold amount and price; pointer heads (a Linear hidden→hidden query dotted with the entity,
+    item or listing embeddings, plus a zero row for the no-op) for the rest.
 
-    def __init__(self, hidden: int, head_sizes: dict):
+    ``drop``: heads whose layers are deleted (Takeru, [T] policy_reduce_v2.py l.324-327). Such
+    a head emits fixed logits as [T]'s ``act_noob_action`` does (l.345-356): 0 at one index and
+    −1e9 elsewhere, the index being the no-op (last) for a pointer head and 0 for a linear one
+    (gold amount). Pair it with the ``fixed_heads`` restriction at the same index: the mask is
+    then one-hot, the sampled action fixed, and the head adds exactly 0 to the log-probability
+    and to the entropy (one option with probability 1)."""
+
+    def __init__(self, hidden: int, head_sizes: dict, drop: list = []):  # noqa: B006 (read only)
         super().__init__()
         self.sizes = _ordered(head_sizes)
+        unknown = set(drop) - set(self.sizes)
+        if unknown:
+            raise SpecError(f"drop: unknown head(s) {sorted(unknown)}; heads: {list(self.sizes)}")
+        self.dropped = {h: (n - 1 if h in POINTER else 0) for h, n in self.sizes.items() if h in drop}
         self.layers = nn.ModuleDict({h: nn.Linear(hidden, hidden if h in POINTER else n)
-                                     for h, n in self.sizes.items()})
+                                     for h, n in self.sizes.items() if h not in self.dropped})
 
     def query(self, head: str, layer: nn.Module, x: torch.Tensor, rows) -> torch.Tensor:
         """The query a pointer head dots with its rows."""
@@ -58,6 +81,10 @@ class PointerDecoder(nn.Module):
                 out[h] = _market_pointer(layer(x), rows["market"], agents_per_map)
             else:
                 out[h] = _pointer(self.query(h, layer, x, rows), rows[POINTER[h]])
+        for h, i in self.dropped.items():
+            fixed = x.new_full((x.shape[0], self.sizes[h]), -1e9)
+            fixed[:, i] = 0
+            out[h] = fixed
         return out
 
 
@@ -71,18 +98,3 @@ class LinearDecoder(nn.Module):
 
     def forward(self, x, rows, agents_per_map):
         return {h: layer(x) for h, layer in self.layers.items()}
-
-
-@register("decoder", "cross_attention_decoder")
-class CrossAttentionDecoder(PointerDecoder):
-    """Pointer heads whose query first attends over the rows it points into."""
-
-    def __init__(self, hidden: int, head_sizes: dict, heads: int = 4):
-        super().__init__(hidden, head_sizes)
-        self.attn = nn.ModuleDict({k: nn.MultiheadAttention(hidden, heads, batch_first=True)
-                                   for k in ("entity", "inventory")})
-
-    def query(self, head, layer, x, rows):
-        kind = POINTER[head]
-        ctx = self.attn[kind](x[:, None], rows[kind], rows[kind], need_weights=False)[0][:, 0]
-        return layer(x + ctx)

@@ -1,24 +1,53 @@
 """Observation encoders: tiles, entities, items, poolers and the task. Each maps one part of
-the 2.0 observation to ``hidden``-sized features; sizes come from the env, never constants."""
+the 2.0 observation to ``hidden``-sized features; sizes come from the env, never constants.
+
+The 2023 public networks are rebuilt from these layer by layer; a public quirk (an odd scale,
+an offset added before a clip, a missing activation) is an argument set in the model spec,
+never a fork of a component. Source keys ([B], [T], [J]) are those of docs/zoo.md:
+[B] NeuralMMO/baselines @ 6654f30 ``reinforcement_learning/policy.py``; [T] Netease-Games-OPD-AI/
+neural-mmo-2023 @ 2364891 ``reinforcement_learning/policy_reduce_v2.py``; [J] JimyhZhu/
+Neurips_NeuralMMO2023 @ 5cac281 ``rl_track/reinforcement_learning/final_policy.py``.
+"""
 
 from __future__ import annotations
 
 import torch
-from timm.layers import Mlp
 from torch import nn
 
 from ..env import constants as C
-from .registry import register
+from .registry import SpecError, register
 
-# Scales that bring raw int16 columns near [0, 1] (continuous encoders).
+# Scales that bring raw int16 columns near [0, 1] (the continuous entity encoders).
 ENTITY_SCALE = torch.tensor(
     [1.0, 3.0, 160.0, 160.0, 100.0, 1024.0, 10.0, 50.0, 1.0, 1024.0, 50.0, 100.0, 100.0, 100.0, 100.0]
     + [10.0, 2000.0] * C.NUM_SKILLS)
-ITEM_SCALE = torch.tensor([1.0, 17.0, 1.0, 10.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0,
-                           100.0, 100.0, 100.0, 1.0, 100.0])
 ITEM_CONTINUOUS = [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15]  # all but id, type, owner, equipped
+ITEM_DISCRETE = [1, 14]  # type_id, equipped
 ENTITY_IDS = (C.COL["id"], C.COL["attacker_id"])
+# [B] ItemEncoder's ``continuous_scale`` (l.167-182): the columns are *divided* by these, so
+# level/capacity/quantity are multiplied by 10, attack by 100, defence by 40, restores by 100.
+BASELINE_ITEM_DIVISORS = [1 / 10, 1 / 10, 1 / 10, 1 / 100, 1 / 100, 1 / 100,
+                          1 / 40, 1 / 40, 1 / 40, 1 / 100, 1 / 100, 1 / 100]
+def identity(x: torch.Tensor) -> torch.Tensor:
+    """No activation (a named function, so policies pickle for worker processes)."""
+    return x
 
+
+ACTIVATIONS = {"none": identity, "relu": torch.relu, "silu": nn.functional.silu}
+
+
+def get_activation(name: str, what: str = "activation"):
+    """The activation function named in a spec (``none``, ``relu``, ``silu``)."""
+    if name not in ACTIVATIONS:
+        raise SpecError(f"{what}: expected one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
+
+
+def _columns(names, what: str) -> list[int]:
+    bad = [n for n in names if n not in C.COL]
+    if bad:
+        raise SpecError(f"{what}: unknown entity column(s) {bad}; known: {list(C.COL)}")
+    return [C.COL[n] for n in names]
 
 class _EmbeddingLookup(torch.autograd.Function):
     """Row lookup whose weight gradient is one ``index_add_`` (on CPU about 4x faster than
@@ -57,104 +86,33 @@ def relative_tiles(tile: torch.Tensor, vision: int) -> torch.Tensor:
 # --- tiles -----------------------------------------------------------------------------------------
 @register("tile", "tile_embed_cnn")
 class TileEmbedCNN(nn.Module):
-    """2023 baseline: the 3 columns (relative row, col, material) embedded, two 3×3 convs, FC."""
+    """2023 baseline tile encoder ([B] TileEncoder, policy.py l.86-115): row and col made
+    relative to the window centre (``+ vision``), each of the 3 columns clipped to 0..255 and
+    looked up in its own 256-row block of one table (``Embedding(3·256, E)``, offsets i·256);
+    conv 3E→``channels`` 3×3, ReLU → conv →``out_channels`` 3×3, ReLU → FC → ReLU.
+
+    ``material_only``: Takeru's ReducedTileEncoder ([T] l.86-113): the material column alone,
+    ``Embedding(256, E)``, no positions (his conv widths: ``channels: 16``)."""
 
     def __init__(self, hidden: int, window: int, embed_dim: int = 32, channels: int = 32,
-                 out_channels: int = 8):
+                 out_channels: int = 8, material_only: bool = False):
         super().__init__()
-        self.window, self.vision = window, window // 2
-        self.embed = Embedding(256, embed_dim)
-        self.conv1 = nn.Conv2d(3 * embed_dim, channels, 3)
+        self.window, self.vision, self.material_only = window, window // 2, material_only
+        cols = 1 if material_only else 3
+        self.embed = Embedding(cols * 256, embed_dim)
+        self.register_buffer("offset", torch.arange(cols) * 256, persistent=False)
+        self.conv1 = nn.Conv2d(cols * embed_dim, channels, 3)
         self.conv2 = nn.Conv2d(channels, out_channels, 3)
         side = window - 4
         self.fc = nn.Linear(out_channels * side * side, hidden)
 
     def forward(self, tile: torch.Tensor) -> torch.Tensor:
-        x = relative_tiles(tile.long(), self.vision).clamp(0, 255)
-        x = self.embed(x).flatten(-2)  # [N, 225, 3*E]
+        tile = tile.long()
+        x = tile[..., 2:] if self.material_only else relative_tiles(tile, self.vision)
+        x = self.embed(x.clamp(0, 255) + self.offset).flatten(-2)  # [N, cells, cols*E]
         x = x.transpose(1, 2).reshape(x.shape[0], -1, self.window, self.window)
         x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
         return torch.relu(self.fc(x.flatten(1)))
-
-
-@register("tile", "tile_material_cnn")
-class TileMaterialCNN(nn.Module):
-    """Takeru: the material alone, one-hot, two 3×3 convs and an FC (positions dropped)."""
-
-    def __init__(self, hidden: int, window: int, channels: int = 32, out_channels: int = 8):
-        super().__init__()
-        self.window = window
-        self.conv1 = nn.Conv2d(C.NUM_MATERIALS, channels, 3)
-        self.conv2 = nn.Conv2d(channels, out_channels, 3)
-        self.fc = nn.Linear(out_channels * (window - 4) ** 2, hidden)
-
-    def forward(self, tile: torch.Tensor) -> torch.Tensor:
-        m = tile[..., 2].long().clamp(0, C.NUM_MATERIALS - 1)
-        x = nn.functional.one_hot(m, C.NUM_MATERIALS).float().transpose(1, 2)
-        x = x.reshape(x.shape[0], -1, self.window, self.window)
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
-        return torch.relu(self.fc(x.flatten(1)))
-
-
-class _ResBlock(nn.Module):
-    def __init__(self, ch: int, window: int):
-        super().__init__()
-        self.c1, self.c2 = nn.Conv2d(ch, ch, 3, padding=1), nn.Conv2d(ch, ch, 3, padding=1)
-        self.n1 = nn.LayerNorm([ch, window, window])
-        self.n2 = nn.LayerNorm([ch, window, window])
-
-    def forward(self, x):
-        y = self.c1(torch.relu(self.n1(x)))
-        return x + self.c2(torch.relu(self.n2(y)))
-
-
-@register("tile", "tile_resnet")
-class TileResNet(nn.Module):
-    """Yao Feng: material one-hot plus the window's normalised absolute position, a conv stem,
-    residual blocks with LayerNorm before activations, FC."""
-
-    def __init__(self, hidden: int, window: int, map_size: int, channels: int = 32, blocks: int = 2):
-        super().__init__()
-        self.window, self.map_size = window, map_size
-        self.stem = nn.Conv2d(C.NUM_MATERIALS + 2, channels, 3, padding=1)
-        self.blocks = nn.Sequential(*[_ResBlock(channels, window) for _ in range(blocks)])
-        self.pool = nn.Conv2d(channels, 8, 3, stride=2)
-        side = (window - 3) // 2 + 1
-        self.norm = nn.LayerNorm(8 * side * side)
-        self.fc = nn.Linear(8 * side * side, hidden)
-
-    def forward(self, tile: torch.Tensor) -> torch.Tensor:
-        N = tile.shape[0]
-        m = nn.functional.one_hot(tile[..., 2].long().clamp(0, C.NUM_MATERIALS - 1), C.NUM_MATERIALS).float()
-        pos = tile[..., :2].float() / self.map_size
-        x = torch.cat([m, pos], -1).transpose(1, 2).reshape(N, -1, self.window, self.window)
-        x = self.pool(torch.relu(self.blocks(self.stem(x))))
-        return torch.relu(self.fc(torch.relu(self.norm(x.flatten(1)))))
-
-
-@register("tile", "tile_attn_cnn")
-class TileAttnCNN(nn.Module):
-    """Saidinesh: a deeper CNN with SiLU, then multi-head self-attention over the cells."""
-
-    def __init__(self, hidden: int, window: int, channels: int = 64, heads: int = 4):
-        super().__init__()
-        self.window = window
-        self.convs = nn.Sequential(
-            nn.Conv2d(C.NUM_MATERIALS + 2, channels, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.SiLU(),
-            nn.Conv2d(channels, channels, 3, stride=2), nn.SiLU())
-        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
-        self.norm = nn.LayerNorm(channels)
-        self.fc = nn.Linear(channels, hidden)
-
-    def forward(self, tile: torch.Tensor) -> torch.Tensor:
-        N, w = tile.shape[0], self.window
-        m = nn.functional.one_hot(tile[..., 2].long().clamp(0, C.NUM_MATERIALS - 1), C.NUM_MATERIALS).float()
-        rel = relative_tiles(tile.long(), w // 2)[..., :2].float() / (w - 1)
-        x = torch.cat([m, rel], -1).transpose(1, 2).reshape(N, -1, w, w)
-        x = self.convs(x).flatten(2).transpose(1, 2)  # [N, cells, ch]
-        x = self.norm(x + self.attn(x, x, x, need_weights=False)[0])
-        return torch.relu(self.fc(x.mean(1)))
 
 
 # --- entities ----------------------------------------------------------------------------------------
@@ -172,188 +130,214 @@ class _EntityBase(nn.Module):
 
 @register("entity", "entity_embed")
 class EntityEmbed(_EntityBase):
-    """2023 baseline: every attribute clipped to 0..255 and embedded, FC per entity; a second FC
-    for the agent's own row."""
+    """2023 baseline entity encoder ([B] PlayerEncoder, policy.py l.118-153): each of the 31
+    columns clipped to 0..255 and looked up in its own 256-row block (``Embedding(31·256, E)``,
+    offsets i·256), concatenated (31·E); ``agent_fc`` → the rows the pointer heads use (no
+    activation); the agent's own row (id = agent id, row 0 if absent) → ``my_agent_fc`` →
+    ``own_activation`` (public: ReLU)."""
 
-    def __init__(self, hidden: int, entity_cols: int, embed_dim: int = 32):
+    def __init__(self, hidden: int, entity_cols: int, embed_dim: int = 32, own_activation: str = "relu"):
         super().__init__()
-        self.embed = Embedding(256, embed_dim)
-        self.player_fc = nn.Linear(entity_cols * embed_dim, hidden)
+        self.act = get_activation(own_activation, "own_activation")
+        self.embed = Embedding(entity_cols * 256, embed_dim)
+        self.register_buffer("offset", torch.arange(entity_cols) * 256, persistent=False)
         self.agent_fc = nn.Linear(entity_cols * embed_dim, hidden)
+        self.my_agent_fc = nn.Linear(entity_cols * embed_dim, hidden)
 
     def forward(self, entity, agent_id):
-        x = self.embed(entity.long().clamp(0, 255)).flatten(-2)
-        rows = self.player_fc(x)
-        _, mine = self.split(rows, x, entity, agent_id)
-        return rows, self.agent_fc(mine)
+        x = self.embed(entity.long().clamp(0, 255) + self.offset).flatten(-2)
+        _, mine = self.split(None, x, entity, agent_id)
+        return self.agent_fc(x), self.act(self.my_agent_fc(mine))
 
 
-@register("entity", "entity_continuous")
-class EntityContinuous(_EntityBase):
-    """Takeru / Yao Feng: attributes scaled to about [0, 1] as continuous features, ids
-    embedded (hashed into ``id_buckets``), an MLP per entity with LayerNorm."""
+TAKERU_DISCRETE = ["id", "npc_type", "attacker_id", "message"]
+TAKERU_CONTINUOUS = {"row": 256, "col": 256, "damage": 100, "time_alive": 1024, "freeze": 3,
+                     "item_level": 50, "latest_combat_tick": 1024, "gold": 100, "health": 100,
+                     "food": 100, "water": 100, **{f"{s}_{k}": (10 if k == "level" else 100)
+                                                   for s in C.SKILL_NAMES for k in ("level", "exp")}}
 
-    def __init__(self, hidden: int, entity_cols: int, id_dim: int = 16, id_buckets: int = 512):
+
+@register("entity", "entity_mixed")
+class EntityMixed(_EntityBase):
+    """Takeru's ReducedPlayerEncoder ([T] l.116-217): the ``discrete`` columns embedded (one
+    256-row block each of ``Embedding(len·256, E)``), the ``continuous`` columns divided by
+    their scale, concatenated (discrete first) → ``agent_fc`` (rows, no activation) and
+    ``my_agent_fc`` → ``own_activation`` for the own row.
+
+    ``offset_before_clip``: [T] adds the block offsets *before* clipping to 0..255 (l.198-199),
+    so every column but the first lands on row 255 and rows 256.. are never used (the public
+    quirk, set in takeru.yaml);
+    False clips first, as the baseline does. ``continuous`` maps column → divisor; the columns
+    enter in the observation's column order (as [T] lists them; a mapping's order is not part
+    of a spec). takeru.yaml writes [T]'s swapped alchemy scales (level 100, exp 10; l.164-165)."""
+
+    def __init__(self, hidden: int, entity_cols: int, discrete: list = TAKERU_DISCRETE,
+                 continuous: dict = TAKERU_CONTINUOUS, embed_dim: int = 32,
+                 offset_before_clip: bool = False, own_activation: str = "relu"):
         super().__init__()
-        self.register_buffer("scale", ENTITY_SCALE[:entity_cols].clone(), persistent=False)
-        self.id_embed = Embedding(id_buckets, id_dim)
-        self.buckets = id_buckets
-        self.mlp = Mlp(entity_cols + 2 * id_dim, hidden, hidden, norm_layer=nn.LayerNorm)
-        self.agent_fc = nn.Linear(hidden, hidden)
+        self.act = get_activation(own_activation, "own_activation")
+        self.discrete = _columns(discrete, "discrete")
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v == 0
+               for v in continuous.values()):
+            raise SpecError(f"continuous: expected non-zero numbers, got {continuous!r}")
+        _columns(list(continuous), "continuous")
+        cont = sorted(continuous, key=C.COL.__getitem__)  # the observation's order, as [T]
+        self.continuous = [C.COL[k] for k in cont]
+        self.register_buffer("scale", torch.tensor([float(continuous[k]) for k in cont]),
+                             persistent=False)
+        self.register_buffer("offset", torch.arange(len(discrete)) * 256, persistent=False)
+        self.offset_before_clip = offset_before_clip
+        self.embed = Embedding(len(discrete) * 256, embed_dim)
+        width = len(discrete) * embed_dim + len(self.continuous)
+        self.agent_fc = nn.Linear(width, hidden)
+        self.my_agent_fc = nn.Linear(width, hidden)
 
     def forward(self, entity, agent_id):
-        x = entity.float() / self.scale
-        ids = torch.cat([self.id_embed(entity[..., c].long() % self.buckets) for c in ENTITY_IDS], -1)
-        rows = self.mlp(torch.cat([x, ids], -1))
-        _, mine = self.split(rows, rows, entity, agent_id)
-        return rows, self.agent_fc(mine)
+        d = entity[..., self.discrete].long()
+        d = (d + self.offset).clamp(0, 255) if self.offset_before_clip else d.clamp(0, 255) + self.offset
+        x = torch.cat([self.embed(d).flatten(-2), entity[..., self.continuous].float() / self.scale], -1)
+        _, mine = self.split(None, x, entity, agent_id)
+        return self.agent_fc(x), self.act(self.my_agent_fc(mine))
 
 
 @register("entity", "entity_onehot")
 class EntityOneHot(_EntityBase):
-    """Jimyhzhu: categorical attributes one-hot (npc type, levels), the rest scaled to [0, 1]."""
+    """Jimyhzhu's PlayerEncoder ([J] l.152-236): no embeddings; the ``column`` (npc_type)
+    replaced in place by its one-hot of ``classes`` (5), every other column raw and unscaled
+    (35 features) → ``agent_fc`` (rows, no activation); own row → ``my_agent_fc`` →
+    ``own_activation`` (public: ReLU)."""
 
-    def __init__(self, hidden: int, entity_cols: int):
+    def __init__(self, hidden: int, entity_cols: int, column: str = "npc_type", classes: int = 5,
+                 own_activation: str = "relu"):
         super().__init__()
-        self.register_buffer("scale", ENTITY_SCALE[:entity_cols].clone(), persistent=False)
-        self.levels = [C.COL[f"{s}_level"] for s in C.SKILL_NAMES]
-        width = entity_cols + 4 + 11 * len(self.levels)
-        self.mlp = Mlp(width, hidden, hidden)
-        self.agent_fc = nn.Linear(hidden, hidden)
+        self.act = get_activation(own_activation, "own_activation")
+        self.col, self.classes = _columns([column], "column")[0], classes
+        self.agent_fc = nn.Linear(entity_cols - 1 + classes, hidden)
+        self.my_agent_fc = nn.Linear(entity_cols - 1 + classes, hidden)
 
     def forward(self, entity, agent_id):
-        x = entity.float() / self.scale
-        kind = nn.functional.one_hot(entity[..., C.COL["npc_type"]].long().clamp(0, 3), 4).float()
-        lv = nn.functional.one_hot(entity[..., self.levels].long().clamp(0, 10), 11).float().flatten(-2)
-        rows = self.mlp(torch.cat([x, kind, lv], -1))
-        _, mine = self.split(rows, rows, entity, agent_id)
-        return rows, self.agent_fc(mine)
-
-
-@register("entity", "entity_attention")
-class EntityAttention(_EntityBase):
-    """Continuous entity features followed by multi-head self-attention across the visible
-    entities (empty rows masked)."""
-
-    def __init__(self, hidden: int, entity_cols: int, heads: int = 4, layers: int = 1):
-        super().__init__()
-        self.inner = EntityContinuous(hidden, entity_cols)
-        self.layers = nn.ModuleList(nn.TransformerEncoderLayer(hidden, heads, 2 * hidden, 0.0,
-                                                               batch_first=True, norm_first=True)
-                                    for _ in range(layers))
-
-    def forward(self, entity, agent_id):
-        rows, _ = self.inner(entity, agent_id)
-        pad = entity[..., C.COL["id"]] == 0
-        pad = pad & ~pad.all(-1, keepdim=True)  # keep one row for agents that see nothing
-        for layer in self.layers:
-            rows = layer(rows, src_key_padding_mask=pad)
-        _, mine = self.split(rows, rows, entity, agent_id)
-        return rows, self.inner.agent_fc(mine)
+        c = self.col
+        kind = nn.functional.one_hot(entity[..., c].long().clamp(0, self.classes - 1), self.classes)
+        x = torch.cat([entity[..., :c].float(), kind.float(), entity[..., c + 1:].float()], -1)
+        _, mine = self.split(None, x, entity, agent_id)
+        return self.agent_fc(x), self.act(self.my_agent_fc(mine))
 
 
 # --- items -------------------------------------------------------------------------------------------
 @register("item", "item_embed")
 class ItemEmbed(nn.Module):
-    """2023 baseline: type and equipped embedded, the 12 other numeric columns scaled, FC
-    (shared by inventory and market)."""
+    """2023 baseline item encoder ([B] ItemEncoder, policy.py l.156-199), shared by inventory
+    and market: type (+ ``type_offset``, public 2) and equipped looked up in one shared
+    ``Embedding(256, E)`` (clipped 0..255); the 12 numeric columns *divided* by ``divisors``
+    (public: 1/10, 1/100, 1/40, so really multiplied by 10..100); FC 2E+12 → hidden →
+    ``activation`` (public: none). Takeru ([T] l.225-268) passes the divisors 10/100/40."""
 
-    def __init__(self, hidden: int, embed_dim: int = 32):
+    def __init__(self, hidden: int, embed_dim: int = 32, divisors: list = BASELINE_ITEM_DIVISORS,
+                 type_offset: int = 2, activation: str = "none"):
         super().__init__()
-        self.type_embed = Embedding(256, embed_dim)
-        self.equip_embed = Embedding(256, embed_dim)
-        self.register_buffer("scale", ITEM_SCALE[ITEM_CONTINUOUS].clone(), persistent=False)
+        if len(divisors) != len(ITEM_CONTINUOUS) or not all(isinstance(v, (int, float)) and v != 0
+                                                            for v in divisors):
+            raise SpecError(f"divisors: expected {len(ITEM_CONTINUOUS)} non-zero numbers, got {divisors!r}")
+        self.act = get_activation(activation)
+        self.embed = Embedding(256, embed_dim)
+        self.register_buffer("offset", torch.tensor([type_offset, 0]), persistent=False)
+        self.register_buffer("divisors", torch.tensor([float(v) for v in divisors]), persistent=False)
         self.fc = nn.Linear(2 * embed_dim + len(ITEM_CONTINUOUS), hidden)
 
     def forward(self, items):
-        t = self.type_embed(items[..., 1].long().clamp(0, 255))
-        e = self.equip_embed(items[..., 14].long().clamp(0, 255))
-        x = items[..., ITEM_CONTINUOUS].float() / self.scale
-        return torch.relu(self.fc(torch.cat([t, e, x], -1)))
+        d = self.embed((items[..., ITEM_DISCRETE].long() + self.offset).clamp(0, 255)).flatten(-2)
+        x = items[..., ITEM_CONTINUOUS].float() / self.divisors
+        return self.act(self.fc(torch.cat([d, x], -1)))
 
 
 @register("item", "item_onehot")
 class ItemOneHot(nn.Module):
-    """One-hot type and equipped flag plus scaled numeric columns, MLP."""
+    """Jimyhzhu's ItemEncoder ([J] l.239-300): one-hot type (``type_classes``, 18) and
+    equipped (2), the 12 numeric columns multiplied by ``scale`` (public: 1/100, all of them);
+    one FC 32 → hidden → ``activation`` (public: none)."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, type_classes: int = C.NUM_ITEM_TYPES, scale: float = 0.01,
+                 activation: str = "none"):
         super().__init__()
-        self.register_buffer("scale", ITEM_SCALE[ITEM_CONTINUOUS].clone(), persistent=False)
-        self.mlp = Mlp(C.NUM_ITEM_TYPES + 2 + len(ITEM_CONTINUOUS), hidden, hidden)
+        self.act = get_activation(activation)
+        self.classes = type_classes
+        self.register_buffer("scale", torch.full((len(ITEM_CONTINUOUS),), float(scale)), persistent=False)
+        self.fc = nn.Linear(type_classes + 2 + len(ITEM_CONTINUOUS), hidden)
 
     def forward(self, items):
-        t = nn.functional.one_hot(items[..., 1].long().clamp(0, C.NUM_ITEM_TYPES - 1), C.NUM_ITEM_TYPES)
+        t = nn.functional.one_hot(items[..., 1].long().clamp(0, self.classes - 1), self.classes)
         e = nn.functional.one_hot(items[..., 14].long().clamp(0, 1), 2)
-        x = items[..., ITEM_CONTINUOUS].float() / self.scale
-        return self.mlp(torch.cat([t.float(), e.float(), x], -1))
+        x = items[..., ITEM_CONTINUOUS].float() * self.scale
+        return self.act(self.fc(torch.cat([t.float(), e.float(), x], -1)))
 
 
-# --- poolers (inventory, market, other agents) ------------------------------------------------------
+# --- poolers (inventory, market, other entities) ----------------------------------------------------
+def _mean(x, mask, mask_empty: bool):
+    if not mask_empty:
+        return x.mean(-2)
+    m = mask[..., None].to(x.dtype)
+    return (x * m).sum(-2) / m.sum(-2).clamp_min(1)
+
+
 @register("pool", "flatten_fc")
 class FlattenFC(nn.Module):
-    """Baseline inventory: the item embeddings flattened, one FC."""
+    """Baseline inventory ([B] InventoryEncoder, l.202-210): the ``rows`` embeddings
+    flattened (empty slots included, as public; ``mask_empty`` zeroes them) → FC →
+    LayerNorm if ``norm`` → ``activation`` (public: none; Yao Feng: norm + relu)."""
 
-    def __init__(self, hidden: int, rows: int):
+    def __init__(self, hidden: int, rows: int, activation: str = "none", norm: bool = False,
+                 mask_empty: bool = False):
         super().__init__()
+        self.act, self.mask_empty = get_activation(activation), mask_empty
         self.fc = nn.Linear(rows * hidden, hidden)
+        self.norm = nn.LayerNorm(hidden) if norm else nn.Identity()
 
     def forward(self, x, mask):
-        return torch.relu(self.fc((x * mask[..., None]).flatten(-2)))
+        if self.mask_empty:
+            x = x * mask[..., None].to(x.dtype)
+        return self.act(self.norm(self.fc(x.flatten(-2))))
 
 
 @register("pool", "mean_fc")
 class MeanFC(nn.Module):
-    """Baseline market: FC per row, then the mean over the non-empty rows."""
+    """Baseline market ([B] MarketEncoder, l.213-219): FC on every row, the mean over all rows
+    (empty ones included, as public; ``mask_empty``: over the non-empty rows only) → LayerNorm
+    if ``norm`` → ``activation`` (public: none; Yao Feng: norm + relu)."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, activation: str = "none", norm: bool = False, mask_empty: bool = False):
         super().__init__()
+        self.act, self.mask_empty = get_activation(activation), mask_empty
         self.fc = nn.Linear(hidden, hidden)
+        self.norm = nn.LayerNorm(hidden) if norm else nn.Identity()
 
     def forward(self, x, mask):
-        m = mask[..., None].float()
-        return torch.relu(self.fc(x) * m).sum(-2) / m.sum(-2).clamp_min(1)
+        return self.act(self.norm(_mean(self.fc(x), mask, self.mask_empty)))
 
 
 @register("pool", "mean")
 class Mean(nn.Module):
-    """Average of the non-empty rows (Jimyhzhu)."""
+    """The mean of the rows, no parameters (Jimyhzhu's pooled items and pooled entities,
+    [J] l.79-80: all rows, empty ones included; ``mask_empty``: non-empty rows only)."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, mask_empty: bool = False):
         super().__init__()
+        self.mask_empty = mask_empty
 
     def forward(self, x, mask):
-        m = mask[..., None].float()
-        return (x * m).sum(-2) / m.sum(-2).clamp_min(1)
-
-
-@register("pool", "attention")
-class AttentionPool(nn.Module):
-    """A learned query attending over the non-empty rows."""
-
-    def __init__(self, hidden: int, heads: int = 4):
-        super().__init__()
-        self.query = nn.Parameter(torch.zeros(1, 1, hidden))
-        nn.init.trunc_normal_(self.query, std=0.02)
-        self.attn = nn.MultiheadAttention(hidden, heads, batch_first=True)
-
-    def forward(self, x, mask):
-        lead = x.shape[:-2]
-        x = x.reshape(-1, *x.shape[-2:])
-        pad = ~mask.reshape(-1, mask.shape[-1])
-        pad = pad & ~pad.all(-1, keepdim=True)
-        out = self.attn(self.query.expand(x.shape[0], -1, -1), x, x, key_padding_mask=pad,
-                        need_weights=False)[0]
-        return out.reshape(*lead, -1)
+        return _mean(x, mask, self.mask_empty)
 
 
 # --- task --------------------------------------------------------------------------------------------
 @register("task", "task_fc")
 class TaskFC(nn.Module):
-    """The task embedding through one FC."""
+    """The task embedding through one FC ([B] TaskEncoder, l.222-228) → LayerNorm if ``norm``
+    → ``activation`` (public: none; Yao Feng: norm + relu)."""
 
-    def __init__(self, hidden: int, task_dim: int):
+    def __init__(self, hidden: int, task_dim: int, activation: str = "none", norm: bool = False):
         super().__init__()
+        self.act = get_activation(activation)
         self.fc = nn.Linear(task_dim, hidden)
+        self.norm = nn.LayerNorm(hidden) if norm else nn.Identity()
 
     def forward(self, task):
-        return torch.relu(self.fc(task.float()))
+        return self.act(self.norm(self.fc(task.float())))

@@ -2,10 +2,18 @@
 
 Each ``training_step`` collects a rollout of the recipe's env with the current policy
 (TorchRL ``Collector``), computes advantages with TorchRL's ``GAE``, and runs
-``ppo.epochs`` passes of minibatches through TorchRL's ``ClipPPOLoss``. Rows of dead agents
-are masked out of every loss term (the 2023 trainer's key fix): the loss is computed per
-agent-step (``reduction="none"``) and averaged over live agents only. Minibatches are made of
-whole map-steps, so the per-map market is never copied per agent.
+``ppo.epochs`` passes of minibatches through TorchRL's ``ClipPPOLoss``.
+
+Sample accounting is the 2023 trainers' (NeuralMMO/baselines 2.0 ``clean_pufferl.py``): only
+live agent-steps are samples. A rollout holds the first ``rollout_steps`` live agent-steps
+collected (in tick order), ``total_steps`` counts live agent-steps, and the samples are cut
+into per-agent sequences of ``bptt`` consecutive live steps (dead ticks skipped; an agent's
+sequences never run into another agent's). ``rollout_steps // minibatch_steps`` minibatches
+take the sequences in the public trainer's strided order (sequence ``s`` in minibatch
+``s mod n``, the same partition every epoch; ``shuffle_minibatches`` redraws it instead), and
+advantages are normalised within each minibatch over its live steps. A minibatch is gathered
+agent-step by agent-step, each with its map's market (an agent-step is a "map" of one agent),
+so no dead or absent agent is ever computed in training.
 """
 
 from __future__ import annotations
@@ -124,8 +132,10 @@ class PPOModule(L.LightningModule):
         self.policy.to(self.env.device)  # Lightning moves it too; this serves update() alone
         keys = observation_keys(self.env)
         shared = _SharedForward()
-        self.actor = Actor(self.policy, keys, shared, sequence=self.recurrent)
-        self.critic = Critic(self.policy, keys, shared, sequence=self.recurrent)
+        keys = keys + [("agents", "agent_index")]
+        sequence = self.recurrent and not self.cfg.stored_state  # BPTT through each sequence
+        self.actor = Actor(self.policy, keys, shared, sequence=sequence)
+        self.critic = Critic(self.policy, keys, shared, sequence=sequence)
         self.loss = ClipPPOLoss(self.actor, self.critic, clip_epsilon=self.cfg.clip,
                                 entropy_coeff=self.cfg.entropy_coef, critic_coeff=self.cfg.value_coef,
                                 loss_critic_type="l2", clip_value=self.cfg.clip if self.cfg.clip_value else None,
@@ -137,13 +147,13 @@ class PPOModule(L.LightningModule):
         self.gae.set_keys(**{k: v for k, v in KEYS.items() if k not in ("action", "sample_log_prob")})
         base = self.env.base_env
         self.maps, self.agents = base.batch_size[0], base.config.num_agents
-        self.ticks = max(1, self.cfg.rollout_steps // (self.maps * self.agents))
-        if self.recurrent:  # whole BPTT sequences
-            self.ticks = -(-self.ticks // self.cfg.bptt) * self.cfg.bptt
-        self.updates = max(1, self.cfg.total_steps // (self.ticks * self.maps * self.agents))
-        self.seq = self.cfg.bptt if self.recurrent else 1
-        self.per_mb = max(1, self.cfg.minibatch_steps // (self.agents * self.seq))
-        self.steps_per_update = self.cfg.epochs * -(-(self.maps * self.ticks // self.seq) // self.per_mb)
+        cfg = self.cfg
+        # ticks per collection chunk: a quarter of a rollout if every agent lived
+        self.chunk = max(1, -(-cfg.rollout_steps // (4 * self.maps * self.agents)))
+        self.updates = max(1, cfg.total_steps // cfg.rollout_steps)
+        self.seq = cfg.bptt
+        self.num_minibatches = max(1, cfg.rollout_steps // cfg.minibatch_steps)
+        self.steps_per_update = cfg.epochs * self.num_minibatches
         self.automatic_optimization = False
         self._collector = None
         self.agent_steps = 0
@@ -180,16 +190,20 @@ class PPOModule(L.LightningModule):
                 over = {**self.env_overrides, "num_maps": per}
                 fns = [functools.partial(make_train_env, self.recipe, self.seed + 1000 * self.rank + 100 * (i + 1),
                                          over, self.policy.recurrent_shape) for i in range(workers)]
-                self._collector = MultiSyncCollector(fns, self.actor, frames_per_batch=self.maps * self.ticks,
+                self._collector = MultiSyncCollector(fns, self.actor, frames_per_batch=self.maps * self.chunk,
                                                      total_frames=-1, cat_results=0)
             else:
-                self._collector = Collector(self.env, self.actor, frames_per_batch=self.maps * self.ticks,
+                self._collector = Collector(self.env, self.actor, frames_per_batch=self.maps * self.chunk,
                                             total_frames=-1, auto_register_policy_transforms=False)
             self._iter = iter(self._collector)
         else:
             self._collector.update_policy_weights_()
+        chunks, live = [], 0
         with torch.no_grad():
-            return next(self._iter)
+            while live < self.cfg.rollout_steps:  # whole chunks until the live samples suffice
+                chunks.append(next(self._iter))
+                live += int(chunks[-1]["agents", "mask"].sum())
+        return torch.cat(chunks, 1) if len(chunks) > 1 else chunks[0]
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.policy.parameters(), lr=self.cfg.lr, eps=1e-5)
@@ -226,22 +240,22 @@ class PPOModule(L.LightningModule):
             self._bootstrap(data)
             self.gae(data)
         alive = data["agents", "mask"]
-        adv = data["agents", "advantage"]
-        if self.cfg.normalize_advantages:
-            mean = masked_mean(adv, alive[..., None])
-            std = (masked_mean((adv - mean) ** 2, alive[..., None])).sqrt()
-            data["agents", "advantage"] = (adv - mean) / (std + 1e-8)
-        if self.recurrent:  # [maps * ticks/bptt, bptt] sequences
-            flat = data.reshape(self.maps, self.ticks // self.seq, self.seq).reshape(-1, self.seq)
-        else:
-            flat = data.reshape(-1)  # map-steps
+        sample = self.sample_mask(alive)
+        table = self.sequences(sample)  # [n_seq, bptt] flat agent-step indices, -1 = padding
+        flat, maps = self._flatten(data)
         stats = []
         for _ in range(self.cfg.epochs):
-            for idx in torch.randperm(flat.shape[0]).split(self.per_mb):
-                mb = flat[idx]
-                out = self.loss(mb)
+            for rows in self.minibatches(table.shape[0]):
+                mb = self._gather(flat, maps, table[rows])
                 m = mb["agents", "mask"][..., None]
-                terms = {k: masked_mean(out[f"loss_{k}"], m) for k in ("objective", "critic", "entropy")}
+                if self.cfg.normalize_advantages:  # per minibatch, over its live steps
+                    adv = mb["agents", "advantage"]
+                    mean = masked_mean(adv, m)
+                    std = masked_mean((adv - mean) ** 2, m).sqrt()
+                    mb["agents", "advantage"] = (adv - mean) / (std + 1e-8)
+                out = self.loss(mb)
+                terms = {k: masked_mean(out[f"loss_{k}"], m) if f"loss_{k}" in out else
+                         m.new_zeros((), dtype=torch.float32) for k in ("objective", "critic", "entropy")}
                 loss = terms["objective"] + terms["critic"] + terms["entropy"]
                 opt.zero_grad()
                 backward(loss)
@@ -263,7 +277,8 @@ class PPOModule(L.LightningModule):
                                   "kl": masked_mean(out["kl_approx"], m) if "kl_approx" in out else zero,
                                   "clip_fraction": masked_mean(out["clip_fraction"], m)
                                   if "clip_fraction" in out else zero})
-        steps = int(data.numel()) * self.agents
+        steps = int(sample.sum())  # live agent-steps learned from
+        collected = int(data.numel()) * self.agents
         self.agent_steps += steps
         dt = time.perf_counter() - t0
         live = alive.float().mean()
@@ -271,9 +286,75 @@ class PPOModule(L.LightningModule):
         log.update(episode_metrics(data, self.categories))
         log.update({"reward": masked_mean(data["next", "agents", "reward"], alive[..., None]),
                     "alive": live, "agent_steps": float(self.agent_steps),
-                    "env_agent_steps_per_s": steps / max(t_env, 1e-9),
+                    "minibatch_steps": float(steps) / (self.num_minibatches),
+                    "env_agent_steps_per_s": int(alive.sum()) / max(t_env, 1e-9),
+                    "collected_agent_slots": float(collected),
                     "train_agent_steps_per_s": steps / max(dt, 1e-9)})
         return log, steps / max(dt, 1e-9)
+
+    # --- samples ---------------------------------------------------------------------------------------
+    def sample_mask(self, alive: torch.Tensor) -> torch.Tensor:
+        """The rollout's samples ``[maps, ticks, P]``: the first ``rollout_steps`` live
+        agent-steps in tick order (map, then agent, within a tick), as the public trainer
+        stores live agent-steps until its buffer is full."""
+        order = alive.transpose(0, 1)  # [ticks, maps, P]
+        keep = order & (order.reshape(-1).cumsum(0).reshape(order.shape) <= self.cfg.rollout_steps)
+        return keep.transpose(0, 1)
+
+    def sequences(self, sample: torch.Tensor) -> torch.Tensor:
+        """Per-agent sequences of ``bptt`` consecutive samples: ``[n_seq, bptt]`` indices into
+        the rollout's agent-steps flattened as ``[maps, ticks, P]``, -1 where an agent's last
+        sequence is short. Sequences come in (map, agent, tick) order, the public sort."""
+        maps, T, P = sample.shape
+        L = self.seq
+        by_agent = sample.permute(0, 2, 1).reshape(maps * P, T)  # rows: (map, agent)
+        n = by_agent.sum(1)
+        nseq = -(-n // L)
+        first_seq = torch.cumsum(nseq, 0) - nseq
+        row, t = by_agent.nonzero(as_tuple=True)  # row-major: (map, agent) then tick
+        start = torch.cumsum(n, 0) - n
+        rank = torch.arange(row.numel(), device=row.device) - start[row]
+        table = torch.full((int(nseq.sum()), L), -1, dtype=torch.long, device=sample.device)
+        b, p = row // P, row % P
+        table[first_seq[row] + rank // L, rank % L] = (b * T + t) * P + p
+        return table
+
+    def minibatches(self, n_seq: int):
+        """Sequence indices of each minibatch: the public trainer's fixed strided partition
+        (sequence ``s`` goes to minibatch ``s mod n``), or a fresh shuffle per epoch."""
+        k = min(self.num_minibatches, max(1, n_seq))
+        order = torch.randperm(n_seq) if self.cfg.shuffle_minibatches else torch.arange(n_seq)
+        return [order[i::k] for i in range(k)]
+
+    def _flatten(self, data):
+        """The rollout as agent-steps ``[maps*ticks*P]`` (per-agent keys) and map-steps
+        ``[maps*ticks]`` (what a map shares: market, compact map data, ``is_init``)."""
+        keep = {("agents", k) for k in ("advantage", "value_target", "state_value", "action",
+                                         "sample_log_prob", "mask")}
+        skip = {("agents", "episode_return"), ("agents", "env_reward"), ("agents", "reward"),
+                ("agents", "stats"), ("agents", "events")}
+        obs = set(observation_keys(self.env)) | keep
+        obs -= skip
+        agents_keys = [k for k in obs if isinstance(k, tuple) and k[0] == "agents"]
+        map_keys = [k for k in obs if not (isinstance(k, tuple) and k[0] == "agents")
+                    and k in data.keys(True, True)]
+        if "is_init" in data.keys():
+            map_keys.append("is_init")
+        agents = data.get("agents").select(*[k[1:] for k in agents_keys if k in data.keys(True, True)])
+        return agents.reshape(-1), data.select(*set(map_keys)).reshape(-1)
+
+    def _gather(self, agents, maps, index: torch.Tensor):
+        """A minibatch ``[n, bptt]`` of agent-steps, each a map of one agent (its own market
+        and map data), padding masked out; ``("agents","agent_index")`` keeps each agent's
+        own id for the entity encoder."""
+        pad = index < 0
+        idx = index.clamp_min(0)
+        a = agents[idx.reshape(-1)]
+        mb = maps[(idx // self.agents).reshape(-1)]
+        a.set("mask", a.get("mask") & ~pad.reshape(-1))
+        a.set("agent_index", idx.reshape(-1) % self.agents)
+        mb.set("agents", a.unsqueeze(-1))  # [n*bptt, 1]
+        return mb.reshape(*index.shape)
 
     def _value(self, td):
         return self.policy(td)["value"][..., None]

@@ -1,0 +1,60 @@
+"""A residual tile encoder: the material embedded beside the tile's absolute map position, one
+post-norm residual block at full window size, two valid convolutions and an FC with LayerNorm
+(Yao Feng's 2023 tile encoder; its audit: shared/docs/ZOO_FIDELITY.md §3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..env import constants as C
+from .encoders import Embedding
+from .registry import SpecError, register
+
+
+class PostNormResBlock(nn.Module):
+    """``x + LN(conv(ReLU(LN(conv(x)))))``: 3×3 same-size convolutions, each followed by a
+    LayerNorm over (channels, height, width); no activation after the sum."""
+
+    def __init__(self, channels: int, window: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm1 = nn.LayerNorm([channels, window, window])
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = nn.LayerNorm([channels, window, window])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm2(self.conv2(torch.relu(self.norm1(self.conv1(x)))))
+        return y + x
+
+
+@register("tile", "tile_embed_resnet")
+class TileEmbedResNet(nn.Module):
+    """Material (clipped to the 16 materials) embedded in ``channels - 2`` dims, concatenated
+    after the tile's absolute row and column mapped to ``pos / position_scale - 0.5``; one
+    :class:`PostNormResBlock`, ReLU, valid 3×3 conv to ``mid_channels``, ReLU, valid 3×3 conv
+    to ``out_channels``, ReLU, FC → LayerNorm → ReLU."""
+
+    def __init__(self, hidden: int, window: int, channels: int = 64, mid_channels: int = 32,
+                 out_channels: int = 8, position_scale: float = 128.0):
+        super().__init__()
+        if channels < 3:
+            raise SpecError(f"channels must be ≥ 3 (2 position channels + an embedding), got {channels}")
+        if window < 5:
+            raise SpecError(f"two valid 3×3 convolutions need a window ≥ 5, got {window}")
+        self.window, self.position_scale = window, float(position_scale)
+        self.embedding = Embedding(C.NUM_MATERIALS, channels - 2)
+        self.block = PostNormResBlock(channels, window)
+        self.conv1 = nn.Conv2d(channels, mid_channels, 3)
+        self.conv2 = nn.Conv2d(mid_channels, out_channels, 3)
+        self.fc = nn.Linear(out_channels * (window - 4) ** 2, hidden)
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(self, tile: torch.Tensor) -> torch.Tensor:
+        N = tile.shape[0]
+        pos = tile[..., :2].float() / self.position_scale - 0.5
+        kind = self.embedding(tile[..., 2].long().clip(0, C.NUM_MATERIALS - 1))
+        x = torch.cat([pos, kind], -1).transpose(1, 2).reshape(N, -1, self.window, self.window)
+        x = torch.relu(self.block(x))
+        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return torch.relu(self.norm(self.fc(x.reshape(N, -1))))
