@@ -1,5 +1,6 @@
-"""Training throughput per recipe: agent-steps/s of whole PPO updates (collect + GAE +
-epochs of minibatches) and the rollout buffer's bytes per agent-step.
+"""Training throughput per recipe: live agent-steps/s of whole PPO updates (collect + GAE +
+epochs of minibatches, the recipe's own minibatch size) and the rollout buffer's bytes per
+collected agent slot.
 
     python benchmarks/train_throughput.py                       # every recipe, its own env, 1 map
     python benchmarks/train_throughput.py --recipes demo takeru --maps 2 --updates 3
@@ -29,8 +30,9 @@ def run(recipe: str, maps: int, updates: int, rollout: int, preset: str | None, 
     per_step = nbytes / (data.numel() * m.agents)
     t0, steps = time.perf_counter(), 0
     for i in range(updates):
-        log, _ = m.update(opt, i + 1)
-        steps += m.ticks * m.maps * m.agents
+        before = m.agent_steps
+        m.update(opt, i + 1)
+        steps += m.agent_steps - before  # live agent-steps learned from
     dt = time.perf_counter() - t0
     m.on_train_end()
     return steps / dt, dt / updates, per_step
@@ -41,7 +43,7 @@ def main() -> None:
     ap.add_argument("--recipes", nargs="*", default=list_recipes())
     ap.add_argument("--maps", type=int, default=1)
     ap.add_argument("--updates", type=int, default=2)
-    ap.add_argument("--rollout", type=int, default=4096, help="agent-steps per update")
+    ap.add_argument("--rollout", type=int, default=4096, help="live agent-steps per update")
     ap.add_argument("--preset", default=None, help="override the recipes' env preset (e.g. tiny)")
     ap.add_argument("--device", nargs="*", default=None, help="default: cpu, and cuda if present")
     a = ap.parse_args()

@@ -72,13 +72,17 @@ def test_bad_recipes_name_the_key(tmp_path):
         make_recipe_env(load_recipe("demo", {"env.num_npcs": -1}))
     with pytest.raises(SpecError, match="not found"):
         load_recipe(tmp_path / "none.yaml")
+    with pytest.raises(SpecError, match=r"ppo.bptt must be ≥ 1, got 0"):
+        ppo_config(load_recipe("demo", {"ppo.bptt": 0}))
+    with pytest.raises(SpecError, match=r"ppo.minibatch_steps \(8192\) must not exceed"):
+        ppo_config(load_recipe("demo", {"ppo.minibatch_steps": 8192}))
 
 
 def test_recipe_policy():
     r = load_recipe("demo")
     env = make_recipe_env(r, num_maps=1)
     p = make_recipe_policy(r, env)
-    assert p.name == "baseline_tiny"
+    assert p.name == "baseline_tinycorrected"
     r2 = load_recipe("demo", {"model": {"name": "baseline_tiny", "hidden": 8}})
     assert make_recipe_policy(r2, env).spec["hidden"] == 8
 

@@ -49,7 +49,7 @@ def test_fit_command_checkpoints_resumes_and_exports(tmp_path):
     steps = [s["step"] for s in ckpt2["optimizer_states"][0]["state"].values()]
     assert float(steps[0]) == 4
     policy = nmmozoo.load_pretrained(run / "policy.safetensors")
-    assert policy.name == "baseline_tiny"
+    assert policy.name == "baseline_tinycorrected"
     assert main(["fit", "demo", "--ppo.lrr", "1"]) == 2
 
 
@@ -173,7 +173,7 @@ def test_fit_loggers_and_print_config(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     assert main(["fit", "demo", "--model.ppo.lr", "5e-4", "--env.num_maps", "3", "--print_config"]) == 0
     printed = capsys.readouterr().out
-    assert "lr: 0.0005" in printed and "num_maps: 3" in printed and "policy: baseline_tiny" in printed
+    assert "lr: 0.0005" in printed and "num_maps: 3" in printed and "policy: baseline_tinycorrected" in printed
     run = tmp_path / "run"
     assert main(["fit", "demo", "--run_dir", str(run), "--num_maps", "1", "--ppo.rollout_steps", "256",
                  "--ppo.minibatch_steps", "256", "--ppo.epochs", "1", "--trainer.max_steps", "1",

@@ -133,7 +133,15 @@ def load_recipe(source: str | Path | dict, overrides: dict | None = None) -> dic
 
 
 def ppo_config(recipe: dict) -> PPOConfig:
-    return PPOConfig(**(recipe.get("ppo") or {}))
+    cfg = PPOConfig(**(recipe.get("ppo") or {}))
+    path = recipe.get("_path", "recipe")
+    for k in ("rollout_steps", "minibatch_steps", "bptt", "epochs", "total_steps"):
+        if getattr(cfg, k) < 1:
+            raise SpecError(f"{path}: ppo.{k} must be ≥ 1, got {getattr(cfg, k)}")
+    if cfg.minibatch_steps > cfg.rollout_steps:
+        raise SpecError(f"{path}: ppo.minibatch_steps ({cfg.minibatch_steps}) must not exceed "
+                        f"ppo.rollout_steps ({cfg.rollout_steps})")
+    return cfg
 
 
 def make_recipe_env(recipe: dict, **env_overrides: Any):
