@@ -117,3 +117,32 @@ def test_full_reset_gives_meander_a_fresh_empty_history():
     hist = env.transform.memory[0]["moves"]
     assert (hist == -1).all()  # no move recorded: nothing pre-filled (2.0's list starts empty)
     assert (env.transform.memory[0]["count"] == 0).all()
+
+
+def test_last_sell_price_is_masked_as_the_2023_wrappers_did():
+    """`env.mask_last_sell_price` (every 2023 recipe): the sell price index an agent chose on
+    its last action (0 after a reset) is removed from its next sell-price mask."""
+    import nmmozoo
+
+    r = load_recipe("baseline", {"model": "baseline_tiny", "env.preset": "tiny", "env.num_maps": 2,
+                                 "env.num_npcs": 4})
+    assert r["env"]["mask_last_sell_price"] is True
+    env = make_recipe_env(r)
+    plain = make_recipe_env(load_recipe("baseline", {"env.preset": "tiny", "env.num_maps": 2, "env.num_npcs": 4,
+                                                     "env.mask_last_sell_price": False}))
+    td, ref = env.reset(), plain.reset()
+    key = ("agents", "action_mask", "sell_price")
+    assert not td[key][..., 0].any() and ref[key][..., 0].all()
+    assert torch.equal(td[key][..., 1:], ref[key][..., 1:])
+    gen = torch.Generator().manual_seed(0)
+    nmmozoo.env.random_actions(td, gen)
+    chosen = torch.randint(0, td[key].shape[-1], td[key].shape[:-1], generator=gen)
+    td["agents", "action", "sell_price"] = chosen
+    _, td = env.step_and_maybe_reset(td)
+    mask = td[key]
+    alive = td["agents", "mask"]
+    picked = mask.gather(-1, chosen[..., None])[..., 0]
+    assert not picked[alive].any()
+    assert int(mask[alive].sum()) == int(alive.sum()) * (mask.shape[-1] - 1)
+    with pytest.raises(SpecError, match="mask_last_sell_price: expected true or false"):
+        make_recipe_env(load_recipe("demo", {"env.mask_last_sell_price": "yes"}), num_maps=1)

@@ -154,6 +154,10 @@ def make_recipe_env(recipe: dict, **env_overrides: Any):
     seed = env_cfg.pop("seed", 0)
     obs_mode = env_cfg.pop("obs_mode", "dense")
     workers = env_cfg.pop("workers", 1)
+    last_price = env_cfg.pop("mask_last_sell_price", False)
+    if not isinstance(last_price, bool):
+        raise SpecError(f"{recipe.get('_path', 'recipe')}: env.mask_last_sell_price: expected true or "
+                        f"false, got {last_price!r}")
     tasks = env_cfg.get("tasks")
     if (isinstance(tasks, str) and tasks not in ("curriculum", "heldout", "none")
             and not Path(tasks).exists() and recipe.get("_dir")
@@ -164,8 +168,13 @@ def make_recipe_env(recipe: dict, **env_overrides: Any):
                        workers=workers, **env_cfg)
     except (ConfigError, ValueError) as e:  # a bad env field, task file or value type
         raise SpecError(f"{recipe.get('_path', 'recipe')}: env: {e}") from None
-    return TransformedEnv(env, RewardShaping(recipe.get("rewards") or [],
-                                             f"{recipe.get('_path', 'recipe')}.rewards"))
+    env = TransformedEnv(env, RewardShaping(recipe.get("rewards") or [],
+                                            f"{recipe.get('_path', 'recipe')}.rewards"))
+    if last_price:  # the 2023 training wrappers' quirk (nmmozoo.transforms)
+        from .transforms import LastSellPriceMask
+
+        env.append_transform(LastSellPriceMask())
+    return env
 
 
 def make_recipe_policy(recipe: dict, env):
