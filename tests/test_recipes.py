@@ -78,6 +78,26 @@ def test_bad_recipes_name_the_key(tmp_path):
         ppo_config(load_recipe("demo", {"ppo.minibatch_steps": 8192}))
 
 
+@pytest.mark.parametrize("field,value,rule", [
+    ("max_grad_norm", -1, "> 0"), ("max_grad_norm", 0, "> 0"), ("gamma", 1.5, r"in \[0, 1\]"),
+    ("gae_lambda", 2, r"in \[0, 1\]"), ("clip", 0, "> 0"), ("lr", 0, "> 0"), ("lr", float("nan"), "> 0"),
+    ("epochs", 0, "≥ 1"), ("rollout_steps", -8, "≥ 1"), ("total_steps", 0, "≥ 1"),
+    ("entropy_coef", -0.1, "≥ 0"), ("value_coef", -1, "≥ 0"), ("collector_workers", -1, "≥ 0")])
+def test_ppo_ranges_are_checked_naming_recipe_and_field(field, value, rule):
+    from nmmozoo.recipe import PPOConfig
+
+    with pytest.raises(SpecError, match=rf"demo.yaml: ppo.{field} must be {rule}, got"):
+        load_recipe("demo", {f"ppo.{field}": value})
+    with pytest.raises(ValueError, match=rf"ppo.{field} must be {rule}"):
+        PPOConfig(**{field: value})  # where the settings are defined, not only in the loader
+
+
+def test_ppo_range_edges_are_accepted():
+    cfg = ppo_config(load_recipe("demo", {"ppo.value_coef": 0, "ppo.entropy_coef": 0, "ppo.gamma": 1,
+                                          "ppo.gae_lambda": 0, "ppo.collector_workers": 0}))
+    assert cfg.value_coef == 0 and cfg.gamma == 1
+
+
 def test_recipe_policy():
     r = load_recipe("demo")
     env = make_recipe_env(r, num_maps=1)

@@ -322,3 +322,13 @@ def test_updates_count_live_agent_steps_only():
     # padded short sequences make a minibatch's live count vary by at most one sequence (bptt 8)
     assert sum(calls) == 2 * 384 and all(abs(c - 128) <= 8 for c in calls)
     m.on_train_end()
+
+
+def test_value_coef_zero_trains_the_actor_alone():
+    """``value_coef: 0`` is a legitimate setting (no value loss): the update runs, the critic
+    loss is reported as 0."""
+    m = PPOModule("demo", overrides={"ppo.rollout_steps": 256, "ppo.minibatch_steps": 256, "ppo.epochs": 1,
+                                     "ppo.value_coef": 0}, env_overrides={"num_maps": 1})
+    log, _ = m.update(torch.optim.Adam(m.policy.parameters(), lr=1e-3), 0)
+    assert torch.isfinite(log["loss"]) and float(log["loss_critic"]) == 0.0
+    m.on_train_end()

@@ -265,15 +265,35 @@ def test_pretrained_for_other_sizes_is_a_clear_error(tmp_path, monkeypatch, tiny
 
 
 def test_save_is_atomic(tmp_path, monkeypatch, tiny_batch):
+    """A failed save leaves the old file and no temporary file (one temp file, the project's
+    own); a temp left by a killed save is removed by the next; a directory is refused."""
+    import os
+
     env, _ = tiny_batch
     p = create_policy("baseline_tiny", env=env)
     path = save_pretrained(p, tmp_path / "m.safetensors")
     before = path.read_bytes()
-    import safetensors.torch as st
 
     def boom(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(st, "save_file", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(os, "replace", boom)  # after the temp file is written
+    with pytest.raises(OSError, match="disk full"):
         save_pretrained(p, path)
-    assert path.read_bytes() == before and not list(tmp_path.glob("*.tmp"))
+    assert path.read_bytes() == before and sorted(x.name for x in tmp_path.iterdir()) == ["m.safetensors"]
+    monkeypatch.setattr(os, "fsync", boom)  # while it is written
+    with pytest.raises(OSError, match="disk full"):
+        save_pretrained(p, path)
+    assert path.read_bytes() == before and sorted(x.name for x in tmp_path.iterdir()) == ["m.safetensors"]
+    monkeypatch.undo()
+    # a save killed mid-write (a pid that no longer runs) left its temp: the next save removes it
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = tmp_path / f".m.safetensors.{dead}.tmp"
+    stale.write_bytes(b"partial")
+    save_pretrained(p, path)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.safetensors"]
+    assert load_pretrained(path).spec == p.spec
+    with pytest.raises(HubError, match="is a directory"):
+        save_pretrained(p, tmp_path)

@@ -86,9 +86,21 @@ Lightning CLI: the recipe becomes the model's config, any field can be overridde
 (--model.ppo.lr 1e-4, --model.env.num_maps 4, --model.policy takeru_tiny; --ppo.lr and
 --env.num_maps are short for the same), any Trainer argument too (--trainer.max_steps 100,
 --trainer.devices 2 --trainer.strategy ddp, --trainer.precision bf16-mixed).
-Loggers: CSV by default; --logger tensorboard,wandb (W&B offline unless logged in)."""
+Loggers: CSV by default; --logger tensorboard,wandb (W&B offline unless logged in); metrics
+are logged for every update. --trainer.max_steps counts optimiser steps (ppo.epochs x
+rollout_steps // minibatch_steps per update); by default the recipe's whole run.
+Resuming (--ckpt_path last|PATH) applies this command's ppo, rewards and env.num_maps/device/
+workers/seed; a different model or env is refused. PPO owns its optimiser (Adam at ppo.lr):
+--optimizer and --lr_scheduler are not options. The PPO settings: nmmozoo fit RECIPE --help."""
 
 LOGGERS = ("csv", "tensorboard", "wandb")
+REFUSED = {
+    "optimizer": "PPO owns its optimiser (Adam, eps 1e-5, at ppo.lr, annealed when ppo.anneal_lr); "
+                 "set --ppo.lr / --ppo.anneal_lr instead",
+    "lr_scheduler": "PPO sets the learning rate every update (ppo.lr, linear annealing when "
+                    "ppo.anneal_lr); set --ppo.lr / --ppo.anneal_lr instead",
+    "data": "PPO collects its own data from the recipe's env; set --env.<field> instead",
+}
 
 
 def _fit_args(argv: list[str]) -> tuple[str, dict, list[str]]:
@@ -114,6 +126,8 @@ def _fit_args(argv: list[str]) -> tuple[str, dict, list[str]]:
             i += 1 if inline else 2
             continue
         head = key[2:].split(".")[0] if key.startswith("--") else ""
+        if head in REFUSED:
+            raise ValueError(f"{key}: {REFUSED[head]}")
         if head in ("env", "ppo", "rewards"):  # short for --model.<section>...
             tok = "--model." + tok[2:]
         elif key == "--model" or key.startswith("--model.model"):  # the policy spec
@@ -123,23 +137,57 @@ def _fit_args(argv: list[str]) -> tuple[str, dict, list[str]]:
     return recipe, opts, rest
 
 
-def _loggers(names: str, run, name: str):
+def _loggers(names: str, run, name: str) -> list[dict]:
+    """The loggers as Trainer config (``class_path`` + ``init_args``), so ``--print_config``
+    shows them and ``--trainer.logger`` can replace them."""
     import os
-
-    from lightning.pytorch import loggers
 
     out = []
     for n in [x.strip() for x in names.split(",") if x.strip()]:
         if n == "csv":
-            out.append(loggers.CSVLogger(str(run), name="logs"))
+            out.append({"class_path": "lightning.pytorch.loggers.CSVLogger",
+                        "init_args": {"save_dir": str(run), "name": "logs"}})
         elif n == "tensorboard":
-            out.append(loggers.TensorBoardLogger(str(run), name="tb"))
+            out.append({"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                        "init_args": {"save_dir": str(run), "name": "tb"}})
         elif n == "wandb":
             logged_in = bool(os.environ.get("WANDB_API_KEY")) or "api.wandb.ai" in (
                 (Path.home() / ".netrc").read_text() if (Path.home() / ".netrc").exists() else "")
             offline = os.environ.get("WANDB_MODE", "online" if logged_in else "offline") != "online"
-            out.append(loggers.WandbLogger(project="nmmozoo", name=name, save_dir=str(run), offline=offline))
+            out.append({"class_path": "lightning.pytorch.loggers.WandbLogger",
+                        "init_args": {"project": "nmmozoo", "name": name, "save_dir": str(run),
+                                      "offline": offline}})
     return out
+
+
+def _ppo_help(recipe: dict | None) -> str:
+    from nmmozoo.recipe import ppo_fields_help
+
+    mine = dict((recipe or {}).get("ppo") or {})
+    head = f"PPO settings (--ppo.<name> VALUE; recipe {recipe.get('_path')}'s value, else the default):" \
+        if recipe else "PPO settings (--ppo.<name> VALUE; default):"
+    lines = [head]
+    for name, default, doc in ppo_fields_help():
+        val = f"{mine[name]!r} (default {default!r})" if name in mine else repr(default)
+        lines.append(f"  --ppo.{name} {val}" + (f"\n      {doc}" if doc else ""))
+    return "\n".join(lines)
+
+
+def _progress_bar():
+    """A progress bar that counts PPO updates (one per training batch), not epochs."""
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.rich_progress import _RICH_AVAILABLE
+
+    if _RICH_AVAILABLE:
+        class UpdateBar(RichProgressBar):
+            def _get_train_description(self, current_epoch: int) -> str:
+                return "PPO updates"
+    else:
+        class UpdateBar(TQDMProgressBar):
+            def on_train_epoch_start(self, trainer, *args):
+                super().on_train_epoch_start(trainer, *args)
+                self.train_progress_bar.set_description("PPO updates")
+    return UpdateBar()
 
 
 def _fit(argv: list[str]) -> int:
@@ -148,19 +196,28 @@ def _fit(argv: list[str]) -> int:
     import warnings
 
     import yaml
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
     from lightning.pytorch.cli import LightningCLI
 
     from nmmozoo.env.config import ConfigError
-    from nmmozoo.hub import save_pretrained
+    from nmmozoo.hub import HubError, save_pretrained
     from nmmozoo.nn.registry import SpecError
-    from nmmozoo.recipe import load_recipe
+    from nmmozoo.recipe import load_recipe, ppo_config
     from nmmozoo.tasks.spec import TaskError
     from nmmozoo.train import PPOModule
+    from nmmozoo.train.ppo import (
+        read_checkpoint,
+        resume_changes,
+        resume_conflicts,
+        saved_recipe,
+    )
 
     if argv and argv[0] in ("-h", "--help"):
         print(FIT_USAGE)
+        print()
+        print(_ppo_help(None))
         return 0
+    helping = any(a in ("-h", "--help") for a in argv)
     # The checkpoint holds the state after the step's updates, which is what resuming needs.
     warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
@@ -184,14 +241,65 @@ def _fit(argv: list[str]) -> int:
     trainer_cfg = dict(recipe.get("trainer") or {})
     on_gpu = str(model_cfg["env"].get("device", "cpu")).startswith("cuda")
     trainer_cfg.setdefault("accelerator", "gpu" if on_gpu else "cpu")
+    trainer_cfg.setdefault("logger", _loggers(opts.get("logger", "csv"), run, name))
+    last = run / "checkpoints" / "last.ckpt"
 
     class FitCLI(LightningCLI):
+        def parse_arguments(self, parser, args):
+            # --print_config prints what the run uses: parse once without it, fill in the
+            # effective max_steps (the recipe's whole run), then print
+            printing = [a for a in args if a.split("=")[0] == "--print_config"]
+            plain = [a for a in args if a not in printing]
+            super().parse_arguments(parser, plain)
+            c = self.config[self.config.subcommand]
+            if c.trainer.max_steps in (-1, None):
+                hp = c.model.as_dict() if hasattr(c.model, "as_dict") else dict(c.model)
+                updates, per_update = PPOModule.schedule(ppo_config(PPOModule.resolve_recipe(**hp)))
+                plain = [*plain, "--trainer.max_steps", str(updates * per_update)]
+                c.trainer.max_steps = updates * per_update
+            if printing:
+                super().parse_arguments(parser, plain + printing)
+
+        def _parse_ckpt_path(self):
+            # Lightning's own would replace the command line's model arguments by the
+            # checkpoint's; here the command line is kept, and what may not change is refused
+            c = self.config[self.config.subcommand]
+            path = c.get("ckpt_path")
+            if not path or path in ("best", "hpc", "registry"):
+                return
+            if path == "last":
+                if not last.exists():
+                    print(f"nmmozoo fit: --ckpt_path last: no {last} yet; starting a new run", file=sys.stderr)
+                    c["ckpt_path"] = None
+                    return
+                path = last
+            ckpt = read_checkpoint(path)
+            hp = c.model.as_dict() if hasattr(c.model, "as_dict") else dict(c.model)
+            new, old = PPOModule.resolve_recipe(**hp), saved_recipe(ckpt)
+            conflicts = resume_conflicts(old, new)
+            if conflicts:
+                raise SpecError(f"--ckpt_path {path}: the checkpoint was trained with a different "
+                                + "; ".join(conflicts) + ". Start a new run (another --run_dir), or "
+                                "resume without changing these")
+            changes = resume_changes(old, new)
+            if changes:
+                print(f"nmmozoo fit: resuming {path} with this command's " + ", ".join(changes),
+                      file=sys.stderr)
+            c["ckpt_path"] = str(path)
+            del ckpt
+
         def instantiate_trainer(self, **kwargs):
             cfg = self._get(self.config_init, "trainer", default={})
-            if cfg.get("logger") in (None, True):
-                kwargs["logger"] = _loggers(opts.get("logger", "csv"), run, name)
-            if cfg.get("max_steps", -1) in (-1, None):
-                kwargs["max_steps"] = self.model.updates * self.model.steps_per_update
+            if cfg.get("logger") is True:  # --trainer.logger true: ours, not Lightning's default
+                import importlib
+
+                kwargs["logger"] = [getattr(importlib.import_module(d["class_path"].rpartition(".")[0]),
+                                            d["class_path"].rpartition(".")[2])(**d["init_args"])
+                                    for d in _loggers(opts.get("logger", "csv"), run, name)]
+            callbacks = list(cfg.get("callbacks") or [])
+            if cfg.get("enable_progress_bar", True) is not False and not any(
+                    isinstance(cb, ProgressBar) for cb in callbacks):
+                kwargs["callbacks"] = [*callbacks, _progress_bar()]
             return super().instantiate_trainer(**kwargs)
 
         def after_fit(self):
@@ -209,15 +317,19 @@ def _fit(argv: list[str]) -> int:
         cfg_file.write_text(yaml.safe_dump({"model": model_cfg, "trainer": trainer_cfg}, sort_keys=False))
         try:
             FitCLI(PPOModule, args=["fit", "--config", str(cfg_file), *rest], save_config_callback=None,
-                   seed_everything_default=opts.get("seed", 0),
+                   seed_everything_default=opts.get("seed", 0), auto_configure_optimizers=False,
                    trainer_defaults={"default_root_dir": str(run), "callbacks": [ckpt], "max_epochs": -1,
-                                     "enable_model_summary": False},
+                                     "enable_model_summary": False, "log_every_n_steps": 1},
                    parser_kwargs={"fit": {"prog": "nmmozoo fit", "description": FIT_USAGE}})
-        except (SpecError, ConfigError, TaskError, ValueError) as e:  # bad recipe field, env, task file
+        except (SpecError, ConfigError, TaskError, HubError, ValueError) as e:  # bad recipe field, env, task, ckpt
             print(f"nmmozoo fit: {e}", file=sys.stderr)
             return 2
-        except SystemExit as e:  # the CLI's own exits: --print_config (0), a bad argument (2)
-            return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        except SystemExit as e:  # the CLI's own exits: --help, --print_config (0), a bad argument (2)
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+            if helping and code == 0:
+                print()
+                print(_ppo_help(recipe))
+            return code
     return 0
 
 

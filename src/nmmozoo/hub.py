@@ -53,27 +53,59 @@ def pretrained_index() -> dict[str, dict[str, Any]]:
 
 def save_pretrained(policy: Policy, path: str | Path, recipe: dict | None = None) -> Path:
     """Write the policy's weights and what rebuilds it (spec, sizes, recipe, version) to
-    ``path`` (``.safetensors``), atomically: a failed write leaves no partial file."""
-    from safetensors.torch import save_file
+    ``path`` (``.safetensors``), atomically: the file is serialised in memory and written to
+    one temporary file beside ``path`` (``.<name>.<pid>.tmp``), then renamed over it, so a
+    failed write leaves neither a partial file nor the temporary one; one left by a killed
+    process is removed by the next save to that path."""
+    from safetensors.torch import save
 
     from . import __version__
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise HubError(f"cannot save to {str(path)!r}: it is a directory (give a file path, "
+                       f"e.g. {str(path / 'policy.safetensors')!r})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HubError(f"cannot save to {str(path)!r}: {e}") from None
     meta = {"nmmozoo_spec": json.dumps(policy.spec, sort_keys=True),
             "nmmozoo_sizes": json.dumps(policy.sizes, sort_keys=True),
             "nmmozoo_recipe": json.dumps(recipe or {}, sort_keys=True, default=str),
             "nmmozoo_version": __version__, "format": "pt"}
     tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
+    _remove_stale_temps(path)
+    data = save(tensors, metadata=meta)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
-        save_file(tensors, tmp, metadata=meta)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Temporary files of earlier saves to ``path`` whose process is gone (killed mid-save)."""
+    for t in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = t.name[len(path.name) + 2:-4]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running: its save is in progress
+        except ProcessLookupError:
+            pass
+        except OSError:  # alive, another user's
+            continue
+        try:
+            t.unlink()
+        except OSError:
+            pass
 
 
 def _download(url: str, sha256: str | None) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .env.config import ConfigError
 from .nn.registry import SpecError
 from .policy import create_policy
 from .rewards import RewardShaping
+
 
 def _shipped() -> dict[str, Path]:
     from importlib import resources
@@ -40,6 +42,7 @@ class PPOConfig:
     lr: float = 1.5e-4
     """Adam learning rate (annealed linearly to 0 when ``anneal_lr``)."""
     anneal_lr: bool = True
+    """Anneal the learning rate linearly to 0 over the run's updates."""
     gamma: float = 0.99
     """Discount."""
     gae_lambda: float = 0.95
@@ -49,8 +52,11 @@ class PPOConfig:
     clip_value: bool = True
     """Clip the value loss like the ratio."""
     entropy_coef: float = 0.01
+    """Weight of the entropy bonus (0: none)."""
     value_coef: float = 0.5
+    """Weight of the value loss (0: the value head is not trained)."""
     max_grad_norm: float = 0.5
+    """Gradients are clipped to this global norm."""
     epochs: int = 3
     """Passes over each rollout."""
     rollout_steps: int = 32768
@@ -75,6 +81,29 @@ class PPOConfig:
     worker processes, each running num_maps / N maps (CPU envs)."""
     total_steps: int = 10_000_000
     """Live agent-steps of the whole run."""
+
+    def __post_init__(self):
+        for k, (lo, hi, what) in RANGES.items():
+            v = getattr(self, k)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"ppo.{k} must be {what}, got {v!r}")
+            if (lo is not None and (v <= lo[0] if lo[1] else v < lo[0])) or (hi is not None and v > hi):
+                raise ValueError(f"ppo.{k} must be {what}, got {v!r}")
+        if self.minibatch_steps > self.rollout_steps:
+            raise ValueError(f"ppo.minibatch_steps ({self.minibatch_steps}) must not exceed "
+                             f"ppo.rollout_steps ({self.rollout_steps})")
+
+
+# field: ((bound, exclusive) or None, upper bound or None, the rule in words)
+RANGES: dict[str, tuple] = {
+    "lr": ((0, True), None, "> 0"), "clip": ((0, True), None, "> 0"),
+    "max_grad_norm": ((0, True), None, "> 0"),
+    "gamma": ((0, False), 1, "in [0, 1]"), "gae_lambda": ((0, False), 1, "in [0, 1]"),
+    "entropy_coef": ((0, False), None, "≥ 0"), "value_coef": ((0, False), None, "≥ 0"),
+    **{k: ((1, False), None, "≥ 1") for k in ("epochs", "rollout_steps", "minibatch_steps", "bptt",
+                                                "total_steps")},
+    "collector_workers": ((0, False), None, "≥ 0"),
+}
 
 
 def _check_section(recipe: dict, key: str, kind: type, path: str) -> None:
@@ -129,19 +158,36 @@ def load_recipe(source: str | Path | dict, overrides: dict | None = None) -> dic
             raise SpecError(f"{path}: ppo.{k} expected {type(default).__name__}, got {v!r}")
     recipe["_path"] = path
     recipe["_dir"] = None if isinstance(source, dict) else str(p.parent)
+    ppo_config(recipe)  # ranges, with the recipe's name
     return recipe
 
 
 def ppo_config(recipe: dict) -> PPOConfig:
-    cfg = PPOConfig(**(recipe.get("ppo") or {}))
-    path = recipe.get("_path", "recipe")
-    for k in ("rollout_steps", "minibatch_steps", "bptt", "epochs", "total_steps"):
-        if getattr(cfg, k) < 1:
-            raise SpecError(f"{path}: ppo.{k} must be ≥ 1, got {getattr(cfg, k)}")
-    if cfg.minibatch_steps > cfg.rollout_steps:
-        raise SpecError(f"{path}: ppo.minibatch_steps ({cfg.minibatch_steps}) must not exceed "
-                        f"ppo.rollout_steps ({cfg.rollout_steps})")
-    return cfg
+    """The recipe's PPO settings, range-checked (``PPOConfig`` holds the rules): a bad value
+    is a :class:`SpecError` naming the recipe and the field."""
+    try:
+        return PPOConfig(**(recipe.get("ppo") or {}))
+    except ValueError as e:
+        raise SpecError(f"{recipe.get('_path', 'recipe')}: {e}") from None
+
+
+def ppo_fields_help() -> list[tuple[str, Any, str]]:
+    """(name, default, doc) of every PPO setting, the docs read from ``PPOConfig``'s source."""
+    import ast
+    import inspect
+    import itertools
+    import textwrap
+
+    docs: dict[str, str] = {}
+    try:
+        body = ast.parse(textwrap.dedent(inspect.getsource(PPOConfig))).body[0].body
+        for a, b in itertools.pairwise(body):
+            if (isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
+                    and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)):
+                docs[a.target.id] = " ".join(b.value.value.split())
+    except (OSError, TypeError, SyntaxError):  # no source (a frozen install): names and defaults
+        pass
+    return [(f.name, f.default, docs.get(f.name, "")) for f in dataclasses.fields(PPOConfig)]
 
 
 def make_recipe_env(recipe: dict, **env_overrides: Any):

@@ -30,6 +30,7 @@ from torchrl.envs import Compose, InitTracker, RewardSum, TensorDictPrimer
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
+from ..nn.registry import SpecError
 from ..recipe import load_recipe, make_recipe_env, make_recipe_policy, ppo_config
 from .metrics import TaskIds, episode_metrics, task_categories
 from .modules import Actor, Critic, _SharedForward, observation_keys
@@ -94,6 +95,81 @@ class _Updates:
         self.index = int(state["index"])
 
 
+# env fields a resumed fit may change (how the run is executed, not what it learns on)
+RESUMABLE_ENV = frozenset({"num_maps", "device", "workers", "seed"})
+
+
+class CheckpointError(ValueError):
+    """A ``--ckpt_path`` that cannot be resumed from; the message names the path."""
+
+
+def read_checkpoint(path) -> dict:
+    """A Lightning checkpoint's contents (no code is unpickled), or a :class:`CheckpointError`
+    naming the path: missing, a directory, empty, truncated or not a checkpoint."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        hint = " (did you mean its last.ckpt?)" if (p / "last.ckpt").exists() else ""
+        raise CheckpointError(f"checkpoint {str(p)!r} is a directory, not a checkpoint file{hint}")
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(p)!r} is empty (0 bytes)")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated zip, garbage, a pickle of code: one clear error
+        raise CheckpointError(f"checkpoint {str(p)!r} is not readable (damaged or truncated?): "
+                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "global_step" not in ckpt:
+        raise CheckpointError(f"checkpoint {str(p)!r} is not a Lightning training checkpoint")
+    return ckpt
+
+
+def saved_recipe(checkpoint: dict) -> dict | None:
+    """The recipe a checkpoint was trained with (stored since checkpoints hold the policy once;
+    older ones: rebuilt from their hyper-parameters), or None when unknown."""
+    if "nmmozoo_recipe" in checkpoint:
+        return checkpoint["nmmozoo_recipe"]
+    hp = dict(checkpoint.get("hyper_parameters") or {})
+    try:
+        return PPOModule.resolve_recipe(**hp) if hp else None
+    except Exception:  # noqa: BLE001 - a recipe file since moved: nothing to compare
+        return None
+
+
+def resume_conflicts(saved: dict | None, recipe: dict) -> list[str]:
+    """What a resumed run may not change: the model, and the env beyond how it is run
+    (``RESUMABLE_ENV``). PPO settings, rewards and the seed may change, and are applied."""
+    if saved is None:
+        return []
+    out = []
+    if saved.get("model") != recipe.get("model"):
+        out.append(f"model.policy (checkpoint: {saved.get('model')!r}, asked: {recipe.get('model')!r})")
+    old, new = dict(saved.get("env") or {}), dict(recipe.get("env") or {})
+    for k in sorted(set(old) | set(new)):
+        if k not in RESUMABLE_ENV and old.get(k) != new.get(k):
+            out.append(f"model.env.{k} (checkpoint: {old.get(k)!r}, asked: {new.get(k)!r})")
+    return out
+
+
+def resume_changes(saved: dict | None, recipe: dict) -> list[str]:
+    """The settings a resumed run changes from its checkpoint's (applied): ppo, rewards, env
+    execution fields."""
+    if saved is None:
+        return []
+    out = []
+    old, new = dict(saved.get("ppo") or {}), dict(recipe.get("ppo") or {})
+    for k in sorted(set(old) | set(new)):
+        if old.get(k) != new.get(k):
+            out.append(f"ppo.{k}: {old.get(k, 'default')!r} -> {new.get(k, 'default')!r}")
+    if list(saved.get("rewards") or []) != list(recipe.get("rewards") or []):
+        out.append("rewards")
+    oe, ne = dict(saved.get("env") or {}), dict(recipe.get("env") or {})
+    out += [f"env.{k}: {oe.get(k)!r} -> {ne.get(k)!r}" for k in sorted(RESUMABLE_ENV) if oe.get(k) != ne.get(k)]
+    return out
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` over the live agent-steps in ``mask`` (trailing singleton dims aside)."""
     if x.dim() == 0:  # already a summary over the batch
@@ -118,9 +194,7 @@ class PPOModule(L.LightningModule):
                  overrides: dict[str, Any] | None = None, env_overrides: dict[str, Any] | None = None):
         super().__init__()
         self.save_hyperparameters()
-        sections = {k: v for k, v in (("model", policy), ("env", env), ("rewards", rewards),
-                                      ("ppo", ppo)) if v is not None}
-        self.recipe = load_recipe(recipe, {**sections, **(overrides or {})})
+        self.recipe = self.resolve_recipe(recipe, policy, env, rewards, ppo, overrides)
         self.cfg = ppo_config(self.recipe)
         torch.manual_seed(seed)
         self.seed, self.env_overrides, self.rank = seed, dict(env_overrides or {}), 0
@@ -150,10 +224,9 @@ class PPOModule(L.LightningModule):
         cfg = self.cfg
         # ticks per collection chunk: a quarter of a rollout if every agent lived
         self.chunk = max(1, -(-cfg.rollout_steps // (4 * self.maps * self.agents)))
-        self.updates = max(1, cfg.total_steps // cfg.rollout_steps)
+        self.updates, self.steps_per_update = self.schedule(cfg)
         self.seq = cfg.bptt
         self.num_minibatches = max(1, cfg.rollout_steps // cfg.minibatch_steps)
-        self.steps_per_update = cfg.epochs * self.num_minibatches
         self.automatic_optimization = False
         self._collector = None
         self.agent_steps = 0
@@ -165,6 +238,21 @@ class PPOModule(L.LightningModule):
         if workers > 1 and self.env.base_env.workers > 1:
             raise ValueError(f"ppo.collector_workers={workers} with env.workers="
                              f"{self.env.base_env.workers}: shard the collector or the env, not both")
+
+    @staticmethod
+    def resolve_recipe(recipe: str | dict = "demo", policy=None, env=None, rewards=None, ppo=None,
+                       overrides: dict | None = None, **_ignored) -> dict:
+        """The recipe a module with these arguments trains (validated, ranges included)."""
+        sections = {k: v for k, v in (("model", policy), ("env", env), ("rewards", rewards),
+                                      ("ppo", ppo)) if v is not None}
+        return load_recipe(recipe, {**sections, **(overrides or {})})
+
+    @staticmethod
+    def schedule(cfg) -> tuple[int, int]:
+        """(updates of the whole run, optimiser steps per update) of a ``PPOConfig``: the
+        Trainer's ``max_steps`` for the whole run is their product."""
+        return (max(1, cfg.total_steps // cfg.rollout_steps),
+                cfg.epochs * max(1, cfg.rollout_steps // cfg.minibatch_steps))
 
     def _make_env(self, rank: int, env=None):
         """This rank's env: seeded apart from the other ranks' (data-parallel PPO)."""
@@ -211,7 +299,9 @@ class PPOModule(L.LightningModule):
     # --- one update ------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
         # the update index follows the optimiser steps, so resumes and ranks agree on it
-        log, sps = self.update(self.optimizers(), self.global_step // self.steps_per_update)
+        index = self.global_step // self.steps_per_update
+        log, sps = self.update(self.optimizers(), index)
+        log["update"] = index + 1  # 1-based: the row of the logs is this update's
         world = self.trainer.world_size
         log["agent_steps"] = log["agent_steps"] * world
         self.log_dict({f"train/{k}": float(v) for k, v in log.items()}, prog_bar=False)
@@ -228,10 +318,11 @@ class PPOModule(L.LightningModule):
     def update(self, opt, index: int = 0) -> tuple[dict, float]:
         """Collect one rollout and learn from it; returns the logged figures and the
         agent-steps per second of the whole update."""
-        if self.cfg.anneal_lr:
-            frac = 1.0 - index / max(1, self.updates)
-            for g in opt.param_groups:
-                g["lr"] = self.cfg.lr * max(frac, 0.0)
+        # set every update (annealed or not): a resumed fit runs at this run's ppo.lr, not at
+        # the one restored with the optimiser's state
+        frac = 1.0 - index / max(1, self.updates) if self.cfg.anneal_lr else 1.0
+        for g in opt.param_groups:
+            g["lr"] = self.cfg.lr * max(frac, 0.0)
         backward = self.manual_backward if self._trainer is not None else torch.Tensor.backward
         t0 = time.perf_counter()
         data = self._collect()  # [maps, ticks]
@@ -400,10 +491,41 @@ class PPOModule(L.LightningModule):
         if any(not torch.allclose(e, every[0], rtol=1e-6) for e in every):
             raise RuntimeError(f"data-parallel ranks hold different weights: {[e.tolist() for e in every]}")
 
+    # --- checkpoints -----------------------------------------------------------------------------------
+    def _aliases(self) -> list[str]:
+        """Prefixes under which the policy appears again in the state dict (the actor, the
+        critic and the loss hold the same module)."""
+        return [n + "." for n, mod in self.named_modules(remove_duplicate=False)
+                if mod is self.policy and n != "policy"]
+
     def on_save_checkpoint(self, checkpoint):
+        """The policy's weights once (``policy.*``); the aliases and the loss's and GAE's
+        settings (buffers made from ``ppo``) are rebuilt on load from the resumed run's own."""
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
+                                    if k.startswith("policy.")}
         checkpoint["nmmozoo_agent_steps"] = self.agent_steps
+        checkpoint["nmmozoo_recipe"] = {k: v for k, v in self.recipe.items() if not k.startswith("_")}
 
     def on_load_checkpoint(self, checkpoint):
+        conflicts = resume_conflicts(saved_recipe(checkpoint), self.recipe)
+        if conflicts:
+            raise SpecError("the checkpoint was trained with a different " + "; ".join(conflicts)
+                            + ": start a new run (another --run_dir) or resume with the checkpoint's")
+        saved = checkpoint["state_dict"]
+        aliases = self._aliases()
+        full = {}
+        for k, v in self.state_dict().items():
+            alias = next((a for a in aliases if k.startswith(a)), None)
+            if k.startswith("policy."):
+                if k in saved:
+                    full[k] = saved[k]
+            elif alias is not None:
+                if "policy." + k[len(alias):] in saved:
+                    full[k] = saved["policy." + k[len(alias):]]
+            else:  # a setting derived from this run's ppo section (clip, coefficients, γ, λ)
+                full[k] = v
+        full.update({k: v for k, v in saved.items() if k.startswith("policy.")})
+        checkpoint["state_dict"] = full  # loaded strictly next: a missing weight still fails
         self.agent_steps = checkpoint.get("nmmozoo_agent_steps", 0)
 
     def on_train_end(self):
