@@ -121,15 +121,54 @@ def test_compact_observations_give_the_same_outputs():
     assert torch.allclose(a["value"], b["value"], atol=1e-5)
 
 
-def test_market_is_encoded_once_per_map(tiny_batch, monkeypatch):
+def _with_market(td, fill):
+    """The batch with its market rows replaced: ``fill`` listings per map copied from the
+    agents' inventories (0: an empty market; all rows: a full one)."""
+    td = td.clone()
+    market = td["market"]
+    inv = td["agents", "inventory"].reshape(market.shape[0], -1, market.shape[-1])
+    market.zero_()
+    k = min(fill, market.shape[1])
+    src = inv[:, torch.arange(k) % inv.shape[1]].clone()
+    src[..., 1] = (torch.arange(k) % 16 + 2).to(src.dtype)  # every row listed, types 2..17
+    src[..., 3] = 1 + torch.arange(k).to(src.dtype) % 5  # levels
+    src[..., 15] = 1 + torch.arange(k).to(src.dtype) % 40  # prices
+    market[:, :k] = src
+    td["market"] = market
+    return td
+
+
+def test_market_is_encoded_once_per_map_and_listed_rows_only(tiny_batch, monkeypatch):
     env, td = tiny_batch
+    td = _with_market(td, 5)
     p = create_policy("baseline_tiny", env=env)
     seen = []
     orig = p.item.forward
     monkeypatch.setattr(p.item, "forward", lambda x: (seen.append(tuple(x.shape)), orig(x))[1])
     p(td)
+    # the inventories, then 2 maps x 5 listings plus the one empty row: never M rows per map
+    assert seen[-1] == (2 * 5 + 1, 16)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_listed_rows_only_equals_the_plain_market(name, tiny_batch, competition_batch):
+    """Encoding only the listed market rows (an empty row's embedding stands for every empty
+    row) gives the logits and values of running every row, for an empty, a partly listed and
+    a full market."""
+    env, td = competition_batch if not name.endswith("_tiny") else tiny_batch
+    torch.manual_seed(0)
+    p = create_policy(name, env=env)
     M = env.config.market_size
-    assert (2, M, 16) in seen and all(s[-2] != M or s[0] == 2 for s in seen)
+    for fill in (0, 7, M):
+        x = _with_market(td, fill)
+        with torch.no_grad():
+            p.present_rows = True
+            fast = p(x.clone())
+            p.present_rows = False
+            plain = p(x.clone())
+        assert torch.allclose(fast["value"], plain["value"], rtol=1e-5, atol=1e-5), fill
+        for h in fast["logits"]:
+            assert torch.allclose(fast["logits"][h], plain["logits"][h], rtol=1e-5, atol=1e-4), (fill, h)
 
 
 def test_lstm_state_travels_and_resets(tiny_batch):

@@ -23,6 +23,7 @@ from .env import constants as C
 from .env.config import EnvConfig, make_config
 from .env.observe import expand_observation
 from .env.torchrl_env import ACTION_HEADS, head_sizes
+from .nn.decoders import MarketRows
 from .nn.registry import SpecError, build
 
 STREAMS = ("tile", "entity", "inventory", "market", "task")
@@ -200,6 +201,10 @@ class Policy(nn.Module):
         self.restrictions = [build("restriction", r, f"{p}.restrictions[{i}]", ctx)
                              for i, r in enumerate(restr)]
         init_weights(self, spec.get("init"), f"{p}.init")
+        self.present_rows = True
+        """Encode only the listed market rows (an empty row's embedding is computed once and
+        stands for every empty row); False runs every row, the plain path the tests hold
+        the fast one to."""
 
     @staticmethod
     def _stream_order(spec: dict, enc: dict) -> tuple[str, ...]:
@@ -263,8 +268,13 @@ class Policy(nn.Module):
         ent_rows, me = self.entity(entity, agent_id)
         inv_rows = self.item(inventory)
         inv_mask = inventory[..., 1] > 0
-        mk_rows = self.item(market)  # per map, never per agent
         mk_mask = market[..., 1] > 0
+        if self.present_rows:  # per map, never per agent; listed rows only
+            g, m = mk_mask.nonzero(as_tuple=True)
+            enc = self.item(torch.cat([market[g, m], market.new_zeros(1, market.shape[-1])]))
+            mk_rows = MarketRows(enc[:-1], g, m, enc[-1], market.shape[0], market.shape[1])
+        else:  # the plain path: every row through the item encoder
+            mk_rows = self.item(market)
         mk = self.market(mk_rows, mk_mask)  # [G, H]
         streams = {"tile": self.tile(tile), "entity": me, "inventory": self.inventory(inv_rows, inv_mask),
                    "market": mk.repeat_interleave(P, 0)}

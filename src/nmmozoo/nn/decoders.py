@@ -36,12 +36,41 @@ def _pointer(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], -1)
 
 
-def _market_pointer(query: torch.Tensor, market: torch.Tensor, per_map: int) -> torch.Tensor:
+class MarketRows:
+    """The market's row embeddings, present rows only: ``rows`` ``[K, H]`` of the listed rows
+    at (``group``, ``slot``) of ``G`` maps × ``M`` slots, and ``empty`` ``[H]``, the embedding
+    of an empty row (the item encoder is row-wise, so every empty row has it). ``dense()``
+    rebuilds ``[G, M, H]``; the pointer and the pools never need to."""
+
+    def __init__(self, rows, group, slot, empty, maps: int, slots: int):
+        self.rows, self.group, self.slot, self.empty = rows, group, slot, empty
+        self.maps, self.slots = maps, slots
+
+    def dense(self) -> torch.Tensor:
+        out = self.empty.expand(self.maps, self.slots, -1).clone()
+        out[self.group, self.slot] = self.rows
+        return out
+
+
+def _market_pointer(query: torch.Tensor, market, per_map: int) -> torch.Tensor:
     """Market logits without copying listings per agent: ``query`` ``[G*A, H]`` for ``G``
-    maps of ``A`` agents, ``market`` ``[G, M, H]``."""
-    G = market.shape[0]
-    q = query.view(G, per_map, -1)
-    logits = torch.einsum("gah,gmh->gam", q, market).reshape(G * per_map, -1)
+    maps of ``A`` agents; ``market`` ``[G, M, H]`` or :class:`MarketRows` (then every empty
+    row's logit is the query dotted with the one empty-row embedding, and only the listed
+    rows are dotted one by one)."""
+    if isinstance(market, MarketRows):
+        G, M = market.maps, market.slots
+        q = query.view(G, per_map, -1)
+        base = (query @ market.empty).view(G, per_map, 1).expand(G, per_map, M)
+        listed = torch.einsum("kah,kh->ka", q[market.group], market.rows)  # [K, A]
+        K = len(market.group)
+        agent = torch.arange(per_map, device=query.device).expand(K, per_map)
+        logits = base.index_put((market.group[:, None].expand(K, per_map), agent,
+                                 market.slot[:, None].expand(K, per_map)), listed)
+        logits = logits.reshape(G * per_map, M)
+    else:
+        G = market.shape[0]
+        q = query.view(G, per_map, -1)
+        logits = torch.einsum("gah,gmh->gam", q, market).reshape(G * per_map, -1)
     return torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], -1)
 
 

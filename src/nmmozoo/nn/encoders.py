@@ -279,6 +279,19 @@ def _mean(x, mask, mask_empty: bool):
     return (x * m).sum(-2) / m.sum(-2).clamp_min(1)
 
 
+def _sparse_mean(x, f, mask_empty: bool):
+    """``_mean(f(rows))`` over ``G`` groups of ``M`` rows given only the present rows
+    (``x``: a :class:`~nmmozoo.nn.decoders.MarketRows`): the empty rows' share is one
+    ``f(empty)`` times their count, so the result is the mean over all rows (or, with
+    ``mask_empty``, over the present ones)."""
+    y = f(x.rows)
+    total = y.new_zeros(x.maps, y.shape[-1]).index_add_(0, x.group, y)
+    present = torch.bincount(x.group, minlength=x.maps).to(y.dtype)[:, None]
+    if mask_empty:
+        return total / present.clamp_min(1)
+    return (total + (x.slots - present) * f(x.empty)) / x.slots
+
+
 @register("pool", "flatten_fc")
 class FlattenFC(nn.Module):
     """Baseline inventory ([B] InventoryEncoder, l.202-210): the ``rows`` embeddings
@@ -311,6 +324,8 @@ class MeanFC(nn.Module):
         self.norm = nn.LayerNorm(hidden) if norm else nn.Identity()
 
     def forward(self, x, mask):
+        if hasattr(x, "empty"):  # MarketRows: present rows, one empty-row embedding
+            return self.act(self.norm(_sparse_mean(x, self.fc, self.mask_empty)))
         return self.act(self.norm(_mean(self.fc(x), mask, self.mask_empty)))
 
 
@@ -324,6 +339,8 @@ class Mean(nn.Module):
         self.mask_empty = mask_empty
 
     def forward(self, x, mask):
+        if hasattr(x, "empty"):
+            return _sparse_mean(x, lambda r: r, self.mask_empty)
         return _mean(x, mask, self.mask_empty)
 
 
