@@ -1,10 +1,21 @@
 """Attacks with the 2.0 damage numbers (NMMO2.md §3), for players and NPCs at once.
 
-All attacks of a tick are resolved together from the start-of-attack state; damage from
-several attackers adds up. 2.0 resolved them one by one but removed the dead only at the end
-of the tick, so every attack still lands: the sums agree. Where 2.0's order matters (the
-``damage``/``attacker_id`` columns keep the last hit; the kill goes to the hit that crossed
-zero) the last attacker in 2.0's order — players, then NPCs, each by slot — is used.
+Damage numbers are computed from the start-of-attack state. How the hits of a tick combine
+depends on two switches (``config.py``, both on in ``competition2023``):
+
+* ``sequential_combat`` (2.0): attacks run one by one — players by slot, then NPCs in spawn
+  order — and an attack happens only if its attacker still has health at its turn. The
+  resolution is vectorised and exact (:func:`resolve_order`): an attack depends only on the
+  attacks that hit its attacker *earlier* in the order, so the dependencies form a DAG; a
+  Jacobi iteration over all attacks at once (``executed = valid & hp0 - earlier executed
+  damage on me > 0``) is exact on every attack of dependency depth < k after k rounds and stops
+  at the unique fixed point, after (longest chain of attackers hitting later attackers) + 1
+  rounds — 1 or 2 in play. Off: every valid attack of the tick lands (the start-of-attack
+  state decides), as if resolved simultaneously.
+* ``kill_every_hit`` (2.0): every hit that leaves its target at 0 (in the order above) is a
+  kill for its attacker, including hits on a target already at 0; the first such hit takes
+  the gold and items. Off: one kill per target brought from above 0 to 0, credited to the
+  last attacker in the order; the ``damage``/``attacker_id`` columns keep the last hit.
 """
 
 from __future__ import annotations
@@ -32,14 +43,46 @@ def damage_of(cfg: EnvConfig, offense: torch.Tensor, defense: torch.Tensor,
     return torch.div(num, (cfg.damage_scale + defense.long()) * 2, rounding_mode="floor").clamp_min(0)
 
 
+def attack_order(s: WorldState, cfg: EnvConfig) -> torch.Tensor:
+    """Position of each entity's attack in 2.0's order ``[B, E]``: players by slot, then NPCs
+    by spawn serial (slot on ties); plain slot order without ``sequential_combat``."""
+    B, E = s.alive.shape
+    me = torch.arange(E, device=s.device).expand(B, E)
+    if not cfg.sequential_combat:
+        return me
+    P = cfg.num_agents
+    key = torch.where(me < P, me, E + s.spawn_seq * E + me)
+    return key.argsort(1).argsort(1)
+
+
+def resolve_order(valid: torch.Tensor, tgt_or_me: torch.Tensor, dmg: torch.Tensor,
+                  hp0: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Which of the ``valid`` attacks run when each runs only if its attacker's health, after
+    the executed attacks earlier in ``order`` that hit it, is above 0 (exact; see the module
+    docstring). All ``[B, E]``; ``tgt_or_me`` is the target slot (own slot where invalid)."""
+    earlier = valid & (order < order.gather(1, tgt_or_me)) & (dmg > 0)
+    executed = valid & (hp0 > 0)
+    while True:
+        before = torch.zeros_like(dmg)
+        before.scatter_add_(1, tgt_or_me, dmg * (executed & earlier))
+        new = valid & (hp0.long() - before > 0)
+        if torch.equal(new, executed):
+            return executed
+        executed = new
+
+
 def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Tensor):
     """Resolve the attacks of all entities: ``target`` slot ``[B, E]`` (-1: none), ``style``.
 
-    Returns ``(executed, killer)``: which attacks passed their checks (ammunition fires for
-    those) and, per entity brought to 0 health by an attack this tick, its killer's slot."""
+    Returns ``(executed, killer, rolls)``: which attacks ran (ammunition fires for those); per
+    entity killed by an attack this tick, the slot that takes its gold and items (-1 none);
+    and with ``kill_every_hit`` the players whose hit left an NPC at 0 (a drop roll each at
+    ``s.npc_level`` of their target) as ``(mask [B, P], level [B, P])``, else None (the
+    victims' killers roll)."""
     B, E = s.alive.shape
     P = cfg.num_agents
-    me = torch.arange(E, device=s.device).expand(B, E)
+    dev = s.device
+    me = torch.arange(E, device=dev).expand(B, E)
     tgt = target.clamp_min(0)
     is_player = me < P
     tgt_player = tgt < P
@@ -59,17 +102,25 @@ def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Ten
     # Melee beats Range, Range beats Mage, Mage beats Melee.
     weak = beats == dominant_style(s.exp).gather(1, tgt)
     dmg = damage_of(cfg, offense, t_defense, weak) * valid
-
-    # Apply all hits at once; invalid attacks add 0 to their own slot.
     tgt_or_me = torch.where(valid, tgt, me)
     hp_before = s.health.clone()
-    total = torch.zeros(B, E, dtype=torch.int64, device=s.device)
+    order = attack_order(s, cfg)
+    if cfg.sequential_combat:
+        valid = resolve_order(valid, tgt_or_me, dmg, hp_before, order)
+        dmg = dmg * valid
+        tgt_or_me = torch.where(valid, tgt, me)
+
+    # Apply the executed hits; the others add 0 to their own slot.
+    total = torch.zeros(B, E, dtype=torch.int64, device=dev)
     total.scatter_add_(1, tgt_or_me, dmg)
     s.health.sub_(total.int()).clamp_(min=0)
-    # The last attacker (highest slot) sets the target's damage/attacker columns.
-    last = torch.full((B, E), -1, dtype=torch.int64, device=s.device)
-    last.scatter_reduce_(1, tgt_or_me, torch.where(valid, me, -1), "amax")
-    hit = last >= 0
+    # The last attacker in the order sets the target's damage/attacker columns.
+    last_pos = torch.full((B, E), -1, dtype=torch.int64, device=dev)
+    last_pos.scatter_reduce_(1, tgt_or_me, torch.where(valid, order, -1), "amax")
+    hit = last_pos >= 0
+    by_pos = torch.empty_like(order)
+    by_pos.scatter_(1, order, me)  # slot at each order position
+    last = torch.where(hit, by_pos.gather(1, last_pos.clamp_min(0)), -1)
     last_c = last.clamp_min(0)
     s.damage.copy_(torch.where(hit, dmg.gather(1, last_c).int(), s.damage))
     s.attacker.copy_(torch.where(hit, last, s.attacker))
@@ -85,28 +136,57 @@ def attack(s: WorldState, cfg: EnvConfig, target: torch.Tensor, style: torch.Ten
     s.hits_by_style.scatter_add_(2, style[:, :P, None], pv.int()[..., None])
     # Event-log rows: SCORE_HIT (style) once per style.
     eventlog.mark(s, eventlog.SCORE_HIT_BASE,
-                  (style[:, :P, None] == torch.arange(3, device=s.device)) & pv[..., None])
+                  (style[:, :P, None] == torch.arange(3, device=dev)) & pv[..., None])
     s.damage_dealt += dmg[:, :P].int()
     s.damage_taken += total[:, :P].int()
 
-    # Kills: targets brought to 0 this tick; credit the last attacker.
-    killed = hit & (hp_before > 0) & (s.health == 0)
-    killer = torch.where(killed, last, -1)
-    credit = torch.zeros(B, E + 1, dtype=torch.int32, device=s.device)
-    credit.scatter_add_(1, torch.where(killed, killer, E), torch.ones_like(killer, dtype=torch.int32))
-    npc_credit = torch.zeros_like(credit)
-    npc_victim = killed & ~is_player
-    npc_credit.scatter_add_(1, torch.where(npc_victim, killer, E), npc_victim.int())
-    s.events[..., C.EVENT["PLAYER_KILL"]] += credit[:, :P]
-    eventlog.always_new(s, credit[:, :P])  # a PLAYER_KILL row names its victim: always new
+    rolls = None
+    if cfg.kill_every_hit:
+        # Health of each target after each executed hit, in the order: a per-target running
+        # sum of the damage over the hits sorted by (target, order position).
+        key = torch.where(valid, tgt_or_me * E + order, E * E)
+        srt = key.argsort(1)
+        d_sorted = dmg.gather(1, srt)
+        run = d_sorted.cumsum(1)
+        t_sorted = tgt_or_me.gather(1, srt)
+        first = torch.ones_like(t_sorted, dtype=torch.bool)
+        first[:, 1:] = t_sorted[:, 1:] != t_sorted[:, :-1]
+        seg_start = torch.where(first, run - d_sorted, 0).cummax(1).values
+        after = torch.empty_like(run)
+        after.scatter_(1, srt, run - seg_start)  # damage to my target up to my hit, incl.
+        kill_hit = valid & (hp_before.gather(1, tgt_or_me).long() - after <= 0)
+        # The first killing hit on each target takes the loot.
+        first_pos = torch.full((B, E), E, dtype=torch.int64, device=dev)
+        first_pos.scatter_reduce_(1, tgt_or_me, torch.where(kill_hit, order, E), "amin")
+        killed = first_pos < E
+        killer = torch.where(killed, by_pos.gather(1, first_pos.clamp_max(E - 1)), -1)
+        # Kills credited per hit, to the attackers.
+        k_att = kill_hit[:, :P]
+        k_b, k_a = k_att.nonzero(as_tuple=True)
+        k_v = tgt[:, :P][k_b, k_a]
+        npc_hit = k_att & ~tgt_player[:, :P]
+        credit = k_att.int()
+        npc_credit = npc_hit.int()
+        rolls = (npc_hit, s.npc_level.gather(1, tgt[:, :P]))
+    else:
+        # Kills: targets brought to 0 this tick; credit the last attacker.
+        killed = hit & (hp_before > 0) & (s.health == 0)
+        killer = torch.where(killed, last, -1)
+        one = torch.zeros(B, E + 1, dtype=torch.int32, device=dev)
+        credit = one.scatter_add(1, torch.where(killed, killer, E), torch.ones_like(killer, dtype=torch.int32))[:, :P]
+        npc_victim = killed & ~is_player
+        npc_credit = one.scatter_add(1, torch.where(npc_victim, killer, E), npc_victim.int())[:, :P]
+        by_player = killed & (killer >= 0) & (killer < P)
+        k_b, k_v = by_player.nonzero(as_tuple=True)
+        k_a = killer[k_b, k_v]
+    s.events[..., C.EVENT["PLAYER_KILL"]] += credit
+    eventlog.always_new(s, credit)  # a PLAYER_KILL row names its victim: always new
     # Typed kill counts for the tasks: by victim kind (player 0, NPC 1) and victim level
     # (an NPC's level; a player's highest combat level).
-    by_player = killed & (killer >= 0) & (killer < P)
-    if bool(by_player.any()):
-        b, v = by_player.nonzero(as_tuple=True)
+    if k_b.numel():
         L = s.kills.shape[-1] - 1
-        vlevel = torch.where(v < P, s.level[b, v, :3].amax(-1), s.npc_level[b, v]).clamp(0, L)
-        s.kills.index_put_((b, killer[b, v], (v >= P).long(), vlevel.long()),
-                           torch.ones_like(b, dtype=s.kills.dtype), accumulate=True)
-    s.events[..., C.EVENT["NPC_KILL"]] += npc_credit[:, :P]
-    return valid, killer
+        vlevel = torch.where(k_v < P, s.level[k_b, k_v, :3].amax(-1), s.npc_level[k_b, k_v]).clamp(0, L)
+        s.kills.index_put_((k_b, k_a, (k_v >= P).long(), vlevel.long()),
+                           torch.ones_like(k_b, dtype=s.kills.dtype), accumulate=True)
+    s.events[..., C.EVENT["NPC_KILL"]] += npc_credit
+    return valid, killer, rolls

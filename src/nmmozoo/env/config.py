@@ -43,16 +43,18 @@ class EnvConfig:
 
     # --- terrain -------------------------------------------------------------------------------
     terrain_frequency: float = 0.125
-    """Noise frequency in cycles per tile (2.0 used one simplex layer at 1/8: blobs of 2-6 tiles)."""
-    terrain_octaves: int = 1
-    """Octaves of gradient noise summed (each finer octave doubles frequency, halves amplitude)."""
-    terrain_contrast: float = 0.31
-    """Standard deviation of the height field around 0.5; with the thresholds below it gives
-    the 2.0 proportions of about 26% water, 45% grass, 18% foliage, 11% stone."""
+    """Frequency of every noise layer in cycles per tile (2.0: TERRAIN_FREQUENCY = -3, log2)."""
+    terrain_tiles_per_octave: int = 8
+    """Playable tiles per noise layer: ``playable // this`` layers (2.0: 128 // 8 = 16)."""
+    terrain_interpolate_min: float = -2.0
+    terrain_interpolate_max: float = 0.0
+    """log10 of the width of the layer-weight bump, spread log-uniformly over a map's index in
+    its pool (2.0: TERRAIN_LOG_INTERPOLATE_MIN/MAX over the map index). Narrow bumps make flat
+    grassland with small sharp lakes and rocks; wide ones average the layers everywhere."""
     terrain_water: float = 0.30
     terrain_grass: float = 0.70
     terrain_foliage: float = 0.85
-    """Height thresholds: ≤water Water, ≤grass Grass, ≤foliage Foliage, else Stone."""
+    """Height thresholds: ≤water Water, ≤grass Grass, ≤foliage Foliage, else Stone (2.0's)."""
     num_ore_clusters: int = 64
     num_tree_clusters: int = 64
     num_crystal_clusters: int = 64
@@ -134,6 +136,36 @@ class EnvConfig:
     """Aggressive NPCs chase the closest player within this Chebyshev distance."""
     npc_health_regen: int = 1
     """Health NPCs regain per tick."""
+
+    # --- 2.0 quirks (nmmo 2.0.3 behaviour; all on in ``competition2023``, off = the corrected rules) ---
+    npc_respawn_dead_danger: bool = True
+    """2.0 remembers the spawn danger of every NPC that dies (a stack, newest on top) and aims
+    all spawn tries of the next tick at a random tile of the top danger's ring (the tiles at
+    that distance from the playable edge), popping one entry per tick; only with an empty
+    stack are tries uniform over the map. Why 2.0 did it: to keep the population's danger
+    profile in place of the dead (NeuralMMO/environment @ 685ea09, ``NPCManager.cull``/
+    ``spawn``, ``combat.spawn``). Since the edge NPCs die most, it skews the population to
+    passive low-level NPCs (random play: about 111/16/1 passive/neutral/aggressive against
+    90/33/5 uniform). Off: every try is uniform over the playable square."""
+    sequential_combat: bool = True
+    """2.0 runs the actions of a tick one entity at a time — all attacks of players in id
+    order, then of NPCs in spawn order, then all moves, then sells — and each only if its
+    entity still has health at that point: an entity brought to 0 by an earlier hit (or by
+    starving in its own update) does nothing more that tick (no attack, move, item action;
+    gifts to it fail). Loot taken by a killer who is killed later in the same tick passes on
+    to that killer's killer. Why 2.0 did it: the realm loops over the merged action list and
+    checks ``entity.alive`` before each call (``Realm.step``). Off: every attack of the tick
+    resolves from the start-of-attack state, the dead still move and sell, and a killer who
+    dies in the same tick inherits nothing."""
+    kill_every_hit: bool = True
+    """2.0 counts a kill for every hit that leaves its target at 0 health, including hits on a
+    target already at 0 in the same tick: each is a PLAYER_KILL (and, on an NPC, another
+    armour + tool drop roll for that attacker); gold and a player's items go to the first
+    such hit; a player who starved earlier in the tick and is then hit counts as killed and
+    is looted. Why 2.0 did it: ``Attack.call`` does not check that its target is alive and
+    ``receive_damage`` runs the death branch on every hit (``Entity``/``Player``/``NPC``
+    ``.receive_damage``). Off: one kill per target brought from above 0 to 0, credited to its
+    last attacker; a starved player's gold and items are destroyed."""
 
     # --- observation ------------------------------------------------------------------------------------
     vision: int = 7
@@ -244,10 +276,13 @@ def _validate(c: EnvConfig) -> None:
     _check(c.map_pool in ("train", "eval"), "map_pool", "'train' or 'eval'", c.map_pool)
     _check(c.map_pool_size >= 1, "map_pool_size", "≥ 1", c.map_pool_size)
     _check(c.eval_pool_size >= 1, "eval_pool_size", "≥ 1", c.eval_pool_size)
-    _check(c.terrain_octaves >= 1, "terrain_octaves", "≥ 1", c.terrain_octaves)
+    _check(c.terrain_tiles_per_octave >= 1, "terrain_tiles_per_octave", "≥ 1",
+           c.terrain_tiles_per_octave)
     _check(0 < c.terrain_frequency <= 1, "terrain_frequency", "in (0, 1] cycles per tile",
            c.terrain_frequency)
-    _check(c.terrain_contrast > 0, "terrain_contrast", "> 0", c.terrain_contrast)
+    _check(-6 <= c.terrain_interpolate_min <= c.terrain_interpolate_max <= 3,
+           "terrain_interpolate_min", "-6 ≤ min ≤ max ≤ 3 (log10 of the blend width)",
+           (c.terrain_interpolate_min, c.terrain_interpolate_max))
     _check(0 <= c.terrain_water <= c.terrain_grass <= c.terrain_foliage <= 1, "terrain_water",
            "0 ≤ water ≤ grass ≤ foliage ≤ 1", (c.terrain_water, c.terrain_grass, c.terrain_foliage))
     for name in ("respawn_foliage", "respawn_tree", "respawn_ore", "respawn_crystal",
@@ -280,14 +315,16 @@ def _validate(c: EnvConfig) -> None:
 
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The NeurIPS 2023 competition (nmmo 2.0.x) numbers: all defaults.
-    "competition2023": {},
+    # The NeurIPS 2023 competition (nmmo 2.0.3) numbers: all defaults, 2.0's quirks included
+    # (named here so that a corrected variant is one override away).
+    "competition2023": dict(npc_respawn_dead_danger=True, sequential_combat=True,
+                            kill_every_hit=True),
     # A small world for tests and demos: 32×32 playable, 16 agents, a few NPCs.
     "tiny": dict(
         map_size=48, map_border=8, num_agents=16, num_npcs=8, horizon=256,
         num_ore_clusters=4, num_tree_clusters=4, num_crystal_clusters=4,
         num_herbs=16, num_fish=16, map_pool_size=16, eval_pool_size=16,
-        market_size=64,
+        market_size=64, terrain_interpolate_min=0.0,  # 2.0's Small config: wide blends only
     ),
 }
 

@@ -2,8 +2,10 @@
 
 Spawning refills each map toward ``num_npcs`` with ``npc_spawn_attempts`` random tries per
 tick; a try on an impassable tile fails. Type and level follow the danger of the spawn tile
-(0 on the playable edge, about 1 at the centre). Decisions are made from the start-of-tick
-state, before any player acts, as in 2.0.
+(0 on the playable edge, about 1 at the centre). With ``npc_respawn_dead_danger`` (2.0) the
+tries of a tick aim at the ring of the newest remembered dead NPC's spawn danger, not at the
+whole map (see :func:`remember_dead`). Decisions are made from the start-of-tick state, before
+any player acts, as in 2.0.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
     lo = cfg.map_border
     r = torch.randint(lo, lo + cfg.playable, (B, A), generator=gen, device=dev)
     c = torch.randint(lo, lo + cfg.playable, (B, A), generator=gen, device=dev)
+    if cfg.npc_respawn_dead_danger:
+        r, c = _aim_at_remembered_ring(s, cfg, gen, r, c, maps)
     ok = lookup(passable, tile_at(s.material, r, c))
     if maps is not None:
         ok &= maps[:, None]
@@ -57,7 +61,8 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
     # 2.0 gives NPC equipment at level - U(0, 1): one number for every style.
     lvl = level.float() - torch.rand(B, A, generator=gen, device=dev)
     # Serials cycle through 1..32767: ids stay within the observation's int16.
-    serial = (s.next_npc_id[:, None] + rank) % 32767 + 1
+    seq = s.next_npc_id[:, None] + rank
+    serial = seq % 32767 + 1
     s.next_npc_id += ok.sum(1)
 
     if not bool(ok.any()):
@@ -70,6 +75,7 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
 
     put(s.alive, ok)
     put(s.ent_id, -serial)
+    put(s.spawn_seq, seq + 1)
     put(s.npc_type, npc_kind(cfg, d))
     put(s.row, r)
     put(s.col, c)
@@ -95,6 +101,59 @@ def spawn(s: WorldState, cfg: EnvConfig, gen: torch.Generator, passable: torch.T
     s.exp[dest] = onehot[sel]
     s.equip_offense[dest] = (cfg.npc_offense_base + cfg.npc_offense_per_level * lvl).int()[sel][:, None].expand(-1, 3)
     s.equip_defense[dest] = (cfg.npc_defense_per_level * lvl).int()[sel][:, None].expand(-1, 3)
+
+
+def _aim_at_remembered_ring(s: WorldState, cfg: EnvConfig, gen: torch.Generator,
+                            r: torch.Tensor, c: torch.Tensor, maps: torch.Tensor | None):
+    """2.0's respawn by danger: where a map remembers dead NPCs, every try of this call goes to
+    a random tile of the ring at the newest remembered edge distance (a random side, a
+    uniform position along it), and one memory is popped; elsewhere the uniform tries stay."""
+    B, A = r.shape
+    dev = s.device
+    count = s.npc_danger_count
+    has = count > 0
+    if maps is not None:
+        has = has & maps
+    u_side = torch.rand(B, A, generator=gen, device=dev)
+    u_off = torch.rand(B, A, generator=gen, device=dev)
+    if not bool(has.any()):
+        return r, c
+    top = s.npc_dangers.gather(1, (count - 1).clamp_min(0)[:, None]).long()  # [B, 1]
+    lo, n = cfg.map_border, cfg.playable
+    # 2.0 (combat.spawn): offset uniform over [lo + d, lo + n - d), side one of four.
+    along = lo + top + (u_off * (n - 2 * top)).long().clamp_max(n - 2 * top - 1)
+    near, far = lo + top, lo + n - 1 - top
+    side = (u_side * 4).long()
+    rr = torch.where(side == 0, near, torch.where(side == 1, far, along))
+    cc = torch.where(side == 2, near, torch.where(side == 3, far, along))
+    s.npc_danger_count.sub_(has.long())  # one memory per spawn call
+    return torch.where(has[:, None], rr, r), torch.where(has[:, None], cc, c)
+
+
+def remember_dead(s: WorldState, cfg: EnvConfig, dead: torch.Tensor) -> None:
+    """Push the spawn edge distance of the NPCs dying this tick (``dead`` ``[B, N]``) onto
+    their map's stack, in spawn order (2.0's cull walks its NPCs in insertion order)."""
+    P = cfg.num_agents
+    n_dead = dead.sum(1)
+    if not bool(n_dead.any()):
+        return
+    need = int((s.npc_danger_count + n_dead).max())
+    D = s.npc_dangers.shape[1]
+    if need > D:  # grow the stacks (rare; amortised by doubling)
+        s.npc_dangers = torch.cat([s.npc_dangers, s.npc_dangers.new_zeros(
+            s.num_maps, max(need, 2 * D) - D)], 1)
+    lo, hi = cfg.map_border, cfg.map_border + cfg.playable - 1
+    row, col = s.spawn_row[:, P:], s.spawn_col[:, P:]
+    edge = torch.minimum(torch.minimum(row - lo, hi - row), torch.minimum(col - lo, hi - col))
+    edge = edge.clamp(0, cfg.playable // 2 - 1)
+    seq = torch.where(dead, s.spawn_seq[:, P:], torch.iinfo(torch.int64).max)
+    order = seq.argsort(1)
+    k = torch.arange(dead.shape[1], device=s.device)
+    sel = k[None, :] < n_dead[:, None]  # the first n_dead of the order are the dead
+    b, j = sel.nonzero(as_tuple=True)
+    pos = s.npc_danger_count[b] + j
+    s.npc_dangers[b, pos] = edge.gather(1, order)[b, j].to(s.npc_dangers.dtype)
+    s.npc_danger_count += n_dead
 
 
 def decide(s: WorldState, cfg: EnvConfig, gen: torch.Generator, pairs,

@@ -25,6 +25,10 @@ class WorldState:
     next_npc_id: torch.Tensor     # int64: the next (positive) NPC serial, ids are its negative
     done: torch.Tensor            # bool: the map has ended and waits for its reset
     immunity: torch.Tensor        # int32: spawn immunity in play (ticks; see spawn_immunity_redraw)
+    # Spawn dangers of dead NPCs, a stack per map (npc_respawn_dead_danger): the distance of
+    # each dead NPC's spawn tile from the playable edge, newest last; grows on demand.
+    npc_dangers: torch.Tensor     # int16 [B, D]
+    npc_danger_count: torch.Tensor  # int64 [B]: entries in use
     # --- terrain [B, H, W] ---
     material: torch.Tensor        # uint8 material index per tile
     # Resource tiles of each map (those that can deplete), listed once at reset so the
@@ -55,6 +59,8 @@ class WorldState:
     npc_level: torch.Tensor       # int32: NPC level (0 for players)
     npc_style: torch.Tensor       # int64: NPC combat style (0 melee, 1 range, 2 mage)
     npc_target: torch.Tensor      # int64: slot an NPC hunts (-1 none)
+    spawn_seq: torch.Tensor       # int64: an NPC's spawn serial (monotone in the episode: 2.0's
+                                  # order of NPCs), 0 for players
     equip_offense: torch.Tensor   # int32 [B, E, 3]: equipment offense per combat style
     equip_defense: torch.Tensor   # int32 [B, E, 3]: equipment defense per combat style
     resilient: torch.Tensor       # bool: starvation damage halved
@@ -94,7 +100,7 @@ class WorldState:
 
     @classmethod
     def empty(cls, cfg: EnvConfig, num_maps: int, device: torch.device | str,
-              res_capacity: int = 1) -> "WorldState":
+              res_capacity: int = 1, danger_capacity: int = 16) -> "WorldState":
         B, E, P, S = num_maps, cfg.num_entities, cfg.num_agents, cfg.inventory_slots
         z = dict(device=device)
 
@@ -112,6 +118,8 @@ class WorldState:
         return cls(
             tick=i64(B), map_seed=i64(B), next_npc_id=i64(B), done=b(B),
             immunity=i32(B) + cfg.spawn_immunity,
+            npc_dangers=torch.zeros(B, danger_capacity, dtype=torch.int16, **z),
+            npc_danger_count=i64(B),
             material=torch.zeros(B, cfg.map_size, cfg.map_size, dtype=torch.uint8, **z),
             res_tile=i64(B, res_capacity) - 1,
             res_due=torch.full((B, res_capacity), NEVER, dtype=torch.int16, **z),
@@ -122,6 +130,7 @@ class WorldState:
             freeze=i32(B, E), item_level=i32(B, E), attacker=i64(B, E) - 1,
             attacker_id=i32(B, E), latest_combat_tick=i32(B, E), message=i32(B, E),
             npc_level=i32(B, E), npc_style=i64(B, E), npc_target=i64(B, E) - 1,
+            spawn_seq=i64(B, E),
             equip_offense=i32(B, E, 3), equip_defense=i32(B, E, 3), resilient=b(B, E),
             exp=i32(B, E, NUM_SKILLS), level=i32(B, E, NUM_SKILLS),
             inv_type=i32(B, P, S), inv_level=i32(B, P, S), inv_quantity=i32(B, P, S),

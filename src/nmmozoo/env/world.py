@@ -93,7 +93,8 @@ class World:
             s.res_tile = torch.cat([s.res_tile, s.res_tile.new_full((self.num_maps, grow), -1)], 1)
             s.res_due = torch.cat([s.res_due, s.res_due.new_full((self.num_maps, grow), NEVER)], 1)
         immunity = self._next_immunity(idx)
-        fresh = WorldState.empty(cfg, n, dev, res_capacity=s.res_tile.shape[1])
+        fresh = WorldState.empty(cfg, n, dev, res_capacity=s.res_tile.shape[1],
+                                 danger_capacity=s.npc_dangers.shape[1])
         for name, t in s.tensors():
             t[idx] = getattr(fresh, name)
         s.immunity[idx] = immunity
@@ -168,13 +169,20 @@ class World:
         survival.npc_regen(s, cfg)
         # 3. Actions in 2.0's order: Use, Buy, Give/GiveGold, Destroy, Attack, Move, Sell.
         sales = None  # the sellers' earnings (EARN_GOLD rows)
+        # sequential_combat (2.0): an entity at 0 health at its turn does nothing; before the
+        # attacks only starvation can have brought a player there.
+        seq = cfg.sequential_combat
         if cfg.item_system:
             busy = items.in_combat(s, P, cfg.combat_status_ticks)
+            if seq:
+                busy = busy | (s.health[:, :P] <= 0)
             items.use(s, cfg, it, actions["use_item"], busy)  # later phases move only unequipped items
             sales = market.buy(s, cfg, it, actions["buy_item"], self.observer.market_rows, busy, self.gen)
             # Both give target heads at once (gifts move nothing that the checks read).
             ok, tgt = items.give_target(s, cfg, obs_slots, torch.stack(
                 [actions["give_target"], actions["give_gold_target"]], -1), busy)
+            if seq:  # 2.0: a gift needs a target with health
+                ok = ok & (s.health[:, :P].gather(1, tgt.flatten(1)).view_as(tgt) > 0)
             items.give(s, cfg, it, actions["give_item"], actions["give_target"], obs_slots, busy,
                        (ok[..., 0], tgt[..., 0]))
             items.give_gold(s, cfg, actions["give_gold_amount"], actions["give_gold_target"],
@@ -184,23 +192,30 @@ class World:
         slot = obs_slots.gather(2, row.clamp_max(K - 1)[..., None]).squeeze(-1).long()
         player_target = torch.where((row < K) & (slot < cfg.num_entities), slot, -1)
         style = actions["attack_style"]
-        executed, killer = combat.attack(s, cfg, torch.cat([player_target, npc_target], 1),
-                                         torch.cat([style, npc_style], 1))
-        movement.move(s, cfg, torch.cat([actions["move"], npc_move], 1), self.passable, self.deltas)
+        executed, killer, rolls = combat.attack(s, cfg, torch.cat([player_target, npc_target], 1),
+                                                torch.cat([style, npc_style], 1))
+        moves = torch.cat([actions["move"], npc_move], 1)
+        if seq:
+            moves = moves.masked_fill(s.health <= 0, C.NUM_MOVES - 1)
+        movement.move(s, cfg, moves, self.passable, self.deltas)
         if cfg.item_system:
             items.fire_ammo(s, cfg, it, executed[:, :P], style)
-            items.sell(s, cfg, it, actions["sell_item"], actions["sell_price"],
-                       items.in_combat(s, P, cfg.combat_status_ticks))
+            busy = items.in_combat(s, P, cfg.combat_status_ticks)
+            if seq:
+                busy = busy | (s.health[:, :P] <= 0)
+            items.sell(s, cfg, it, actions["sell_item"], actions["sell_price"], busy)
         progression.update_levels(s, cfg, self.thresholds)
         # 4. Remove the dead and settle their gold and items; refill NPCs; regrow tiles;
         #    expire listings; next tick.
         dead = s.alive & (s.health <= 0)
-        loot_gold = loot.loot(s, cfg, it, dead, killer, self.gen)
+        loot_gold = loot.loot(s, cfg, it, dead, killer, self.gen, rolls)
         eventlog.earnings(s, cfg, [sales, loot_gold])
         s.alive &= ~dead
         died = dead[:, :P]
         s.died_tick.copy_(torch.where(died, (s.tick[:, None] + 1).int(), s.died_tick))
         s.npc_target.masked_fill_(~s.alive.gather(1, s.npc_target.clamp_min(0)), -1)
+        if cfg.npc_respawn_dead_danger:
+            npc.remember_dead(s, cfg, dead[:, P:] & ~s.done[:, None])
         npc.spawn(s, cfg, self.gen, self.passable, maps=~s.done)
         harvest.respawn(s, self.harvest_tables)
         if cfg.item_system:
