@@ -21,7 +21,7 @@ def test_recipe_builds_and_shapes_rewards(name):
     r = load_recipe(name)
     ppo_config(r)
     env = make_recipe_env(r, preset="tiny", num_maps=2, map_pool_size=4)
-    model = r["model"] if r["model"].endswith("_tiny") else f"{r['model']}_tiny"
+    model = r["model"] if "tiny" in r["model"].rpartition("_")[2] else f"{r['model']}_tiny"
     policy = nmmozoo.create_policy(model, env=env.base_env)
     td = env.reset()
     total_env, total = 0.0, 0.0

@@ -57,7 +57,7 @@ def test_fit_command_checkpoints_resumes_and_exports(tmp_path):
 def test_every_recipe_completes_updates_on_tiny(recipe):
     from nmmozoo.recipe import load_recipe
     model = load_recipe(recipe)["model"]
-    model = model if model.endswith("_tiny") else f"{model}_tiny"
+    model = model if "tiny" in model.rpartition("_")[2] else f"{model}_tiny"
     m = PPOModule(recipe, overrides={"model": model, "ppo.rollout_steps": 256, "ppo.minibatch_steps": 128,
                                      "ppo.epochs": 1},
                   env_overrides={"preset": "tiny", "num_maps": 1, "map_pool_size": 4, "num_npcs": 4})
@@ -242,6 +242,8 @@ def test_fit_killed_midway_resumes_from_last_ckpt(tmp_path):
 
 # --- sample accounting (the 2023 trainers': live agent-steps only) --------------------------------
 def _tiny_module(**ppo):
+    ppo = {"minibatch_steps": 4, "shuffle_minibatches": False, **ppo}
+    ppo["minibatch_steps"] = min(ppo["minibatch_steps"], ppo.get("rollout_steps", 4096))
     return PPOModule("demo", overrides={f"ppo.{k}": v for k, v in ppo.items()},
                      env_overrides={"num_maps": 2})
 
