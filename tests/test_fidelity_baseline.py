@@ -142,12 +142,15 @@ def public_inputs(td, idx):
 
 
 def assert_same_outputs(ours, public, idx):
-    """Unmasked logits and the value equal to 1e-5; masked entries masked in both."""
+    """Unmasked logits and the value equal to 1e-5 (relative to the head's largest logit where
+    that exceeds 1: Jimyhzhu's raw entity columns give attack logits near 1e3, where float32
+    summation order alone differs by ~1e-4); masked entries masked in both."""
     for h, ref in public[0].items():
         got = ours["logits"][h].reshape(-1, ref.shape[-1])[idx]
         valid = ref > -1e8
         assert torch.equal(valid, got > torch.finfo(got.dtype).min / 2), h
-        torch.testing.assert_close(got[valid], ref[valid], rtol=1e-5, atol=1e-5, msg=h)
+        scale = max(1.0, float(ref[valid].abs().max())) if valid.any() else 1.0
+        torch.testing.assert_close(got[valid], ref[valid], rtol=1e-5, atol=1e-5 * scale, msg=h)
     torch.testing.assert_close(ours["value"].reshape(-1)[idx], public[1], rtol=1e-5, atol=1e-5)
 
 

@@ -342,6 +342,22 @@ def _attack_everyone(x):
     return x
 
 
+def _with_listings(x, k: int = 6):
+    """The observation with ``k`` market rows per map listed (copies of inventory rows with
+    their own types, levels and prices), so the market path sees listings however the random
+    episode went."""
+    x = x.clone()
+    market = x["market"]
+    inv = x["agents", "inventory"].reshape(market.shape[0], -1, market.shape[-1])
+    src = inv[:, :k].clone()
+    src[..., 1] = (torch.arange(k) % 16 + 2).to(src.dtype)
+    src[..., 3] = (1 + torch.arange(k) % 5).to(src.dtype)
+    src[..., 15] = (1 + torch.arange(k) % 40).to(src.dtype)
+    market[:, :k] = src
+    x["market"] = market
+    return x
+
+
 def _episode(preset: str, maps: int, steps: int, doctored: bool = False):
     """Observations of ``steps`` consecutive map-steps from a reset (random actions), then
     (``doctored``) :func:`_attack_everyone` of the last, then one where map 0 has just been
@@ -354,6 +370,7 @@ def _episode(preset: str, maps: int, steps: int, doctored: bool = False):
         nmmozoo.env.random_actions(td, gen)
         _, td = env.step_and_maybe_reset(td)
         out.append(_obs(td, [False] * maps))
+    out.append(_with_listings(out[-1]))
     if doctored:
         out.append(_attack_everyone(out[-1]))
     fresh = _obs(nmmozoo.make_env(preset, num_maps=maps, seed=7).reset(), [True] * maps)
