@@ -333,6 +333,91 @@ def _fit(argv: list[str]) -> int:
     return 0
 
 
+TEST_DESCRIPTION = """Evaluate policies on the held-out maps (PvE: every agent plays the policy; the
+held-out tasks on a schedule, so each is tried equally often). MODEL_OR_RECIPE: 'random' (the
+random masked policy), a recipe (name or YAML path) or a zoo model; --ckpt_path: a pretrained
+name (checkpoints/index.yaml), a .safetensors export, a fit's .ckpt, or 'last'
+(runs/<recipe>/checkpoints/last.ckpt); without it, the untrained model (torch.manual_seed(
+--init_seed)). Several MODEL_OR_RECIPE: each with its --ckpt_path in order (or none). Every
+number comes with its 95%% Student-t interval over --seeds. The env: --preset (default: the
+recipe's or checkpoint's, else competition2023) with the recipe's world fields, then
+--horizon / --num_npcs."""
+
+
+def _test(a: argparse.Namespace) -> int:
+    import os
+
+    from nmmozoo.evaluate import CI_METHOD, EvalError, evaluate_seeds, load_for_test
+    from nmmozoo.report import ReportError, write_report
+
+    def fail(msg: str) -> int:
+        print(f"nmmozoo test: {msg}", file=sys.stderr)
+        return 2
+
+    if a.protocol != "pve":
+        return fail("--protocol pvp is not implemented yet (several policies sharing maps, issue #15); "
+                    "use --protocol pve")
+    if a.ckpt_path and len(a.ckpt_path) != len(a.model):
+        return fail(f"--ckpt_path: {len(a.ckpt_path)} path(s) for {len(a.model)} model(s); give one per "
+                    "MODEL_OR_RECIPE, in order")
+    if a.episodes < 1 or a.num_maps < 1:
+        return fail(f"--episodes and --num_maps must be >= 1, got {a.episodes}, {a.num_maps}")
+    if not a.seeds:
+        return fail("--seeds: give at least one seed")
+    if len(set(a.seeds)) != len(a.seeds):
+        return fail(f"--seeds: repeated seed(s) in {a.seeds}")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    overrides = {k: v for k, v in (("horizon", a.horizon), ("num_npcs", a.num_npcs)) if v is not None}
+    results, setting = [], None
+    for i, model in enumerate(a.model):
+        try:
+            src = load_for_test(model, a.ckpt_path[i] if a.ckpt_path else None, run_dir=a.run_dir,
+                                preset=a.preset, tasks=a.tasks, init_seed=a.init_seed, **overrides)
+        except (EvalError, ValueError) as e:
+            return fail(str(e))
+        from nmmozoo.env import make_config
+
+        cfg = make_config(src["preset"], **src["env"])
+        this = {"protocol": "pve", "preset": src["preset"], "tasks": a.tasks, "num_maps": a.num_maps,
+                "episodes": a.episodes, "seeds": list(a.seeds), "env": src["env"], "horizon": cfg.horizon,
+                "deterministic": a.deterministic, "device": a.device, "threads": torch.get_num_threads()}
+        if setting is not None and this != setting:
+            return fail(f"{model}: evaluated in another setting than {a.model[0]} ({this} vs {setting}); "
+                        "compare policies on one preset and env (give --preset)")
+        setting = this
+        per_seed = a.num_maps * a.episodes * cfg.num_agents
+        if a.tasks == "heldout" and per_seed < 63:
+            print(f"nmmozoo test: warning: {per_seed} agent-episodes per seed < 63 held-out tasks; tasks "
+                  "never tried count 0 in the score (raise --num_maps or --episodes)", file=sys.stderr)
+        try:
+            r = evaluate_seeds(src["policy"], seeds=a.seeds, name=src["name"], preset=src["preset"],
+                               tasks=a.tasks, num_maps=a.num_maps, episodes=a.episodes,
+                               deterministic=a.deterministic, device=a.device, **src["env"])
+        except (EvalError, ValueError) as e:
+            return fail(f"{model}: {e}")
+        r["source"], r["training_steps"] = src["source"], src["training_steps"]
+        results.append(r)
+        fmt = lambda st, k=1: "–" if st is None else (
+            f"{st['mean'] * k:.2f}" + ("" if st["half_width"] is None else f" ± {st['half_width'] * k:.2f}"))
+        print(f"{r['name']}: " + (f"score {fmt(r.get('score'))} / 100, " if "score" in r else "")
+              + (f"completion {fmt(r.get('completion'), 100)}%, " if "completion" in r else "")
+              + f"lifespan {fmt(r['lifespan'])} ticks; {r['agent_episodes']:,} agent-episodes, "
+              f"{r['agent_steps']:,} agent-steps in {r['wall_s']:.1f}s")
+        for c, st in (r.get("score_by_category") or {}).items():
+            comp = r["completion_by_category"].get(c)
+            print(f"  {c:<12} {fmt(st)} points  (completion {fmt(comp, 100)}%)")
+    print(f"(±: {CI_METHOD}; seeds {list(a.seeds)}; {setting['threads']} torch threads, "
+          f"{os.cpu_count()} CPUs)")
+    if a.report:
+        try:
+            files = write_report(a.report, setting, results, CI_METHOD)
+        except (ReportError, OSError) as e:
+            return fail(f"--report: {e}")
+        print("report: " + ", ".join(str(f) for f in files))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nmmozoo", description="Neural MMO 2 model zoo")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -352,6 +437,27 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="env throughput (benchmarks/env_throughput.py)")
     b.add_argument("args", nargs=argparse.REMAINDER)
     b.set_defaults(func=_bench)
+    t = sub.add_parser("test", help="evaluate policies on held-out maps and tasks (PvE), with "
+                       "95%% intervals over seeds and an optional report", description=TEST_DESCRIPTION)
+    t.add_argument("model", nargs="+", metavar="MODEL_OR_RECIPE")
+    t.add_argument("--ckpt_path", nargs="+", metavar="NAME|PATH|last")
+    t.add_argument("--protocol", default="pve", choices=["pve", "pvp"])
+    t.add_argument("--episodes", type=int, default=1, help="whole episodes per map and seed")
+    t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    t.add_argument("--num_maps", type=int, default=8)
+    t.add_argument("--preset", default=None)
+    t.add_argument("--tasks", default="heldout", help="heldout (default; gives the score), curriculum, "
+                   "none, or a task file")
+    t.add_argument("--horizon", type=int, default=None, help="episode length (ticks)")
+    t.add_argument("--num_npcs", type=int, default=None)
+    t.add_argument("--deterministic", action="store_true", help="argmax actions instead of sampling")
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    t.add_argument("--init_seed", type=int, default=0, help="seed of an untrained model's weights")
+    t.add_argument("--run_dir", default=None, help="where --ckpt_path last looks (default runs/<recipe>)")
+    t.add_argument("--report", default=None, metavar="DIR",
+                   help="write results.json, results.md and PNG plots there (adds to a report of the same setting)")
+    t.set_defaults(func=_test)
     sub.add_parser("fit", help="train a recipe with PPO (Lightning CLI over TorchRL); "
                    "nmmozoo fit --help for its options")
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -11,6 +11,8 @@ every task equally often, and the result carries the competition's category scor
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 import torch
@@ -20,21 +22,45 @@ from .env import make_env, random_actions
 from .train.metrics import LIFESPAN, TaskIds, mean_by
 
 
+class EvalError(ValueError):
+    """An evaluation that cannot run as asked (a policy built for another env size, an
+    unknown model or checkpoint); the message names the problem."""
+
+
+def check_sizes(policy, env) -> None:
+    """Refuse a policy built for observation and action sizes other than ``env``'s (as
+    ``create_policy(pretrained=True)`` does), naming every size that differs."""
+    from .policy import env_sizes
+
+    want = env_sizes(env)
+    have = dict(policy.sizes)
+    if have != want:
+        diff = {k: (have.get(k), want.get(k)) for k in sorted(set(have) | set(want))
+                if have.get(k) != want.get(k)}
+        raise EvalError(f"policy {getattr(policy, 'name', '?')!r} was built for other observation and "
+                        f"action sizes than this env; (policy, env): {diff}. Evaluate it on the "
+                        "preset and env settings it was trained with")
+
+
 @torch.no_grad()
 def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout", num_maps: int = 8,
              episodes: int = 1, seed: int = 0, deterministic: bool = False, device: str = "cpu",
-             **env_overrides: Any) -> dict[str, Any]:
+             samples: bool = False, **env_overrides: Any) -> dict[str, Any]:
     """Play ``episodes`` episodes on each of ``num_maps`` held-out maps. ``policy`` is a zoo
     :class:`~nmmozoo.policy.Policy` (None: random masked actions). Returns the mean
     ``lifespan`` (ticks), ``completion`` (share of agent-episodes whose task was completed),
     ``by_task`` and ``by_category`` completion rates, the held-out ``score`` when the tasks
-    are the held-out set, and ``agent_episodes``."""
+    are the held-out set, ``agent_episodes``, ``agent_steps`` (live agent-steps played in the
+    counted episodes) and ``wall_s``; with ``samples`` also every agent-episode's
+    ``lifespans`` (a list). A policy built for other env sizes is an :class:`EvalError`."""
+    t0 = time.perf_counter()
     if episodes < 1 or num_maps < 1:
         raise ValueError(f"episodes and num_maps must be ≥ 1, got {episodes}, {num_maps}")
     obs_mode = env_overrides.pop("obs_mode", "dense")
     env = make_env(preset, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
                    tasks=tasks, map_pool="eval", **env_overrides)
     if policy is not None:
+        check_sizes(policy, env)
         policy = policy.to(device).eval()
     P = env.config.num_agents
     engine = env.world.tasks
@@ -51,7 +77,10 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
         td["is_init"] = torch.ones(B, 1, dtype=torch.bool, device=device)
     finished = torch.zeros(B, dtype=torch.int64)
     lifespans, task_ids, completed = [], [], []  # per ended agent-episode
+    agent_steps = 0
     while bool((finished < episodes).any()):
+        counted = (finished < episodes).to(td.device)
+        agent_steps += int(td["agents", "mask"].reshape(B, -1)[counted].sum())
         if policy is None:
             random_actions(td, generator=gen)
         else:
@@ -69,7 +98,10 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
             td["agents", "recurrent_state"] = step["next", "agents", "recurrent_state"]
             td["is_init"] = nxt["done"].reshape(B, 1).clone()
     life = torch.cat(lifespans)
-    out: dict[str, Any] = {"lifespan": float(life.mean()), "agent_episodes": int(life.numel())}
+    out: dict[str, Any] = {"lifespan": float(life.mean()), "agent_episodes": int(life.numel()),
+                           "agent_steps": agent_steps}
+    if samples:
+        out["lifespans"] = life.tolist()
     if engine is not None:
         ids, comp = torch.cat(task_ids), torch.cat(completed)
         out["completion"] = float(comp.mean())
@@ -80,4 +112,201 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
             from .tasks import score
 
             out["score"] = score(out["by_task"])
+    out["wall_s"] = time.perf_counter() - t0
     return out
+
+
+# --- several seeds: 95% confidence intervals ---------------------------------------------------------
+
+# Student's t 0.975 quantiles for 1..30 degrees of freedom (beyond: a Cornish-Fisher expansion)
+_T975 = (12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281, 2.2010,
+         2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860, 2.0796, 2.0739,
+         2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423)
+CI_METHOD = "95% Student-t interval over seeds: mean ± t(0.975, n-1) · s / √n (s: sample sd of the per-seed values)"
+
+
+def t975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom."""
+    if df < 1:
+        raise ValueError(f"a t quantile needs ≥ 1 degree of freedom, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959963984540054
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+def t_interval(values) -> dict[str, Any]:
+    """Mean and 95% t-interval of per-seed ``values``: ``{mean, ci95: [lo, hi] | None,
+    half_width | None, n, per_seed}`` (one value: no interval)."""
+    v = [float(x) for x in values]
+    n = len(v)
+    if n == 0:
+        raise ValueError("no values")
+    mean = sum(v) / n
+    if n < 2:
+        return {"mean": mean, "ci95": None, "half_width": None, "n": n, "per_seed": v}
+    sd = math.sqrt(sum((x - mean) ** 2 for x in v) / (n - 1))
+    h = t975(n - 1) * sd / math.sqrt(n)
+    return {"mean": mean, "ci95": [mean - h, mean + h], "half_width": h, "n": n, "per_seed": v}
+
+
+def evaluate_seeds(policy=None, seeds=(0, 1, 2), name: str = "policy", **kwargs: Any) -> dict[str, Any]:
+    """:func:`evaluate` once per seed; every number with its 95% t-interval over seeds
+    (``CI_METHOD``). Returns ``{name, seeds, lifespan, completion, score, score_by_category,
+    completion_by_category, completion_by_task, agent_episodes, agent_steps, wall_s,
+    lifespans}`` (``score*`` with the held-out tasks only)."""
+    seeds = list(seeds)
+    if not seeds:
+        raise EvalError("no seeds to evaluate")
+    runs = [evaluate(policy, seed=s, samples=True, **kwargs) for s in seeds]
+    out: dict[str, Any] = {"name": name, "seeds": seeds, "lifespan": t_interval(r["lifespan"] for r in runs),
+                           "agent_episodes": sum(r["agent_episodes"] for r in runs),
+                           "agent_steps": sum(r["agent_steps"] for r in runs),
+                           "wall_s": sum(r["wall_s"] for r in runs),
+                           "lifespans": [x for r in runs for x in r["lifespans"]]}
+    if "completion" in runs[0]:
+        out["completion"] = t_interval(r["completion"] for r in runs)
+        for key, src in (("completion_by_category", "by_category"), ("completion_by_task", "by_task")):
+            names = sorted({k for r in runs for k in r[src]})
+            # a task no agent had in one seed's episodes is missing there: that seed is left out
+            out[key] = {k: t_interval(r[src][k] for r in runs if k in r[src]) for k in names}
+    if "score" in runs[0]:
+        out["score"] = t_interval(r["score"]["total"] for r in runs)
+        cats = [c for c in runs[0]["score"] if c != "total"]
+        out["score_by_category"] = {c: t_interval(r["score"][c] for r in runs) for c in cats}
+    return out
+
+
+# --- what `nmmozoo test` evaluates -----------------------------------------------------------------
+
+# recipe env fields that say how a run is executed, not what world it plays: not carried over
+RUN_FIELDS = ("num_maps", "device", "seed", "workers", "obs_mode", "tasks", "early_stop_agents",
+              "mask_last_sell_price", "map_pool")
+
+
+def _recipe_world(recipe: dict | None) -> tuple[str | None, dict]:
+    """(preset, world fields) of a recipe's env section, run fields left out."""
+    env = dict((recipe or {}).get("env") or {})
+    preset = env.pop("preset", None)
+    return preset, {k: v for k, v in env.items() if k not in RUN_FIELDS}
+
+
+def _trained_sizes(recipe: dict) -> dict:
+    """The sizes of the env a recipe trained on (a Lightning checkpoint records its recipe,
+    not its sizes)."""
+    from .env import make_config
+    from .policy import env_sizes
+
+    env = dict(recipe.get("env") or {})
+    preset, world = _recipe_world(recipe)
+    tasks = env.get("tasks", "curriculum")
+    cfg = make_config(preset or "competition2023", **world)
+    return env_sizes(config=cfg, task_dim=0 if tasks == "none" else None)
+
+
+def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None = None,
+                  preset: str | None = None, tasks: str = "heldout", init_seed: int = 0,
+                  **env_overrides: Any) -> dict[str, Any]:
+    """Resolve ``nmmozoo test MODEL_OR_RECIPE --ckpt_path ...``: ``model`` is ``random``, a
+    recipe (name or YAML path) or a model of the zoo; ``ckpt_path`` a pretrained name of
+    ``checkpoints/index.yaml``, a ``.safetensors`` export, a fit's ``.ckpt``, ``last``
+    (``runs/<recipe>/checkpoints/last.ckpt``, or ``run_dir``'s), or None: the untrained model
+    (initialised after ``torch.manual_seed(init_seed)``). Returns ``{policy (None: random),
+    name, source, training_steps, preset, env}`` (``env``: the world fields the evaluation
+    env is made with). Anything unknown is an :class:`EvalError`."""
+    from pathlib import Path
+
+    from .env import make_config
+    from .env.config import ConfigError
+    from .hub import HubError, load_pretrained, pretrained_index
+    from .nn.registry import SpecError
+    from .policy import Policy, create_policy, list_models, resolve_spec
+    from .recipe import list_recipes, load_recipe
+
+    recipe = None
+    if model == "random":
+        if ckpt_path:
+            raise EvalError(f"the random policy has no weights: drop --ckpt_path {ckpt_path!r}")
+    elif model in list_recipes() or (model.endswith((".yaml", ".yml")) and Path(model).exists()):
+        try:
+            recipe = load_recipe(model)
+        except SpecError as e:
+            raise EvalError(str(e)) from None
+    elif model not in list_models():
+        raise EvalError(f"unknown model or recipe {model!r}: 'random', a recipe ({', '.join(list_recipes())}), "
+                        f"a recipe YAML path or a model ({', '.join(list_models())})")
+    spec_name = None if model == "random" else model
+    if recipe is not None:
+        m = recipe["model"]
+        spec_name = m if isinstance(m, str) else m.get("name")
+    policy, source, steps, name = None, "random masked actions", 0, model
+    if ckpt_path:
+        path = ckpt_path
+        if ckpt_path == "last":
+            stem = Path(model).stem
+            path = str(Path(run_dir or f"runs/{stem}") / "checkpoints" / "last.ckpt")
+            if not Path(path).exists():
+                raise EvalError(f"--ckpt_path last: no {path} (fit {stem} first, or give --run_dir)")
+        if str(path).endswith(".ckpt") or (Path(path).is_file() and not str(path).endswith(".safetensors")
+                                           and ckpt_path not in pretrained_index()):
+            from .train.ppo import CheckpointError, read_checkpoint, saved_recipe
+
+            try:
+                ckpt = read_checkpoint(path)
+            except CheckpointError as e:
+                raise EvalError(f"--ckpt_path: {e}") from None
+            trained = saved_recipe(ckpt)
+            if trained is None:
+                raise EvalError(f"--ckpt_path {path!r}: the checkpoint records no recipe; cannot rebuild its policy")
+            recipe = trained
+            try:
+                spec = resolve_spec(trained["model"] if not isinstance(trained["model"], dict)
+                                    or "encoders" in trained["model"] else trained["model"]["name"],
+                                    **({k: v for k, v in trained["model"].items() if k != "name"}
+                                       if isinstance(trained["model"], dict) and "encoders" not in trained["model"]
+                                       else {}))
+                policy = Policy(spec, _trained_sizes(trained))
+                state = {k[len("policy."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("policy.")}
+                policy.load_state_dict(state, strict=True)
+            except (SpecError, ConfigError, RuntimeError) as e:
+                raise EvalError(f"--ckpt_path {path!r}: its policy does not rebuild from its recipe: "
+                                f"{str(e).splitlines()[0]}") from None
+            steps = int(ckpt.get("nmmozoo_agent_steps", 0)) or None
+        else:
+            try:
+                policy = load_pretrained(path)
+            except HubError as e:
+                raise EvalError(f"--ckpt_path: {e}") from None
+            recipe = getattr(policy, "recipe", None) or recipe
+            entry = pretrained_index().get(str(ckpt_path), {})
+            steps = entry.get("agent_steps", entry.get("training_steps"))
+        source = str(path)
+        if spec_name is not None and policy.spec["name"] != spec_name:
+            raise EvalError(f"--ckpt_path {str(path)!r} holds a {policy.spec['name']!r} policy, not {spec_name!r}")
+        name = f"{policy.spec['name']} ({Path(str(ckpt_path)).name if ckpt_path != 'last' else 'last'})"
+    rec_preset, world = _recipe_world(recipe)
+    preset = preset or rec_preset or "competition2023"
+    world.update(env_overrides)
+    try:
+        cfg = make_config(preset, tasks=tasks, map_pool="eval", **world)
+    except ConfigError as e:
+        raise EvalError(str(e)) from None
+    if policy is None and model != "random":
+        from .policy import env_sizes
+
+        torch.manual_seed(init_seed)
+        try:
+            if recipe is not None:
+                m = recipe["model"]
+                policy = (create_policy(m["name"], config=cfg, task_dim=env_sizes(config=cfg)["task_dim"]
+                                        if tasks != "none" else 0, **{k: v for k, v in m.items() if k != "name"})
+                          if isinstance(m, dict) and "encoders" not in m else
+                          create_policy(m, config=cfg, task_dim=None if tasks != "none" else 0))
+            else:
+                policy = create_policy(model, config=cfg, task_dim=None if tasks != "none" else 0)
+        except (SpecError, ConfigError) as e:
+            raise EvalError(str(e)) from None
+        source, steps = f"untrained (torch.manual_seed({init_seed}))", 0
+        name = f"{policy.spec['name']} (untrained)"
+    return {"policy": policy, "name": name, "source": source, "training_steps": steps,
+            "preset": preset, "env": world}

@@ -202,9 +202,28 @@ class Policy(nn.Module):
                              for i, r in enumerate(restr)]
         init_weights(self, spec.get("init"), f"{p}.init")
         self.present_rows = True
-        """Encode only the listed market rows (an empty row's embedding is computed once and
-        stands for every empty row); False runs every row, the plain path the tests hold
-        the fast one to."""
+        """Encode only the listed market rows and the present entity rows (an empty row's
+        embedding is computed once and stands for every empty row); False runs every row,
+        the plain path the tests hold the fast one to."""
+        self.live_only = True
+        """``act`` (and the trainer's acting module) runs the network on alive agents only;
+        the dead get the no-op action, log-prob 0, value 0 and keep their memory state."""
+
+    @property
+    def tabulate(self) -> bool:
+        """The tile encoder's first conv as a table lookup (where the encoder has one)."""
+        return bool(getattr(self.tile, "tabulate", False))
+
+    @tabulate.setter
+    def tabulate(self, on: bool) -> None:
+        if hasattr(self.tile, "tabulate"):
+            self.tile.tabulate = bool(on)
+
+    def fast(self, on: bool = True) -> "Policy":
+        """Switch every exact shortcut (present rows, tabulated conv, live-only acting) on or
+        off together; off is the plain path. Returns the policy."""
+        self.present_rows = self.live_only = self.tabulate = bool(on)
+        return self
 
     @staticmethod
     def _stream_order(spec: dict, enc: dict) -> tuple[str, ...]:
@@ -265,7 +284,10 @@ class Policy(nn.Module):
         N = tile.shape[0]
         index = td.get(("agents", "agent_index"), None)  # agent-steps gathered from many maps
         agent_id = (flat(index) if index is not None else torch.arange(N, device=tile.device) % P) + 1
-        ent_rows, me = self.entity(entity, agent_id)
+        if self.present_rows and hasattr(self.entity, "present"):  # present entity rows only
+            ent_rows, me = self.entity.present(entity, agent_id)
+        else:
+            ent_rows, me = self.entity(entity, agent_id)
         inv_rows = self.item(inventory)
         inv_mask = inventory[..., 1] > 0
         mk_mask = market[..., 1] > 0
@@ -338,21 +360,89 @@ class Policy(nn.Module):
         return out, None
 
     # --- acting --------------------------------------------------------------------------------------
+    _LIVE_AGENT_KEYS = ("tile", "entity", "inventory", "task", "mask", "action_mask", "position",
+                        "entity_index", "recurrent_state")
+    _LIVE_MAP_KEYS = ("market", "material", "entity_table", "is_init")
+
+    def _live_forward(self, td: TensorDictBase):
+        """The network on the alive agents only: each live agent-step becomes a map of one
+        agent (its map's market and map data, ``("agents","agent_index")`` its id), as the
+        trainer's minibatches are. Returns the flat live indices into ``[maps·P]``, the
+        lead shape, and the forward's output ``[L, 1, ...]``."""
+        agents = td.get("agents")
+        lead = agents.batch_size
+        P = lead[-1]
+        alive = agents.get("mask").reshape(-1)
+        live = alive.nonzero().squeeze(-1)
+        maps = td.select(*[k for k in self._LIVE_MAP_KEYS if k in td.keys()]).reshape(-1)[live // P]
+        sub = agents.select(*[k for k in self._LIVE_AGENT_KEYS if k in agents.keys()]).reshape(-1)[live]
+        index = agents.get("agent_index", None)
+        sub.set("agent_index", (index.reshape(-1)[live] if index is not None else live % P))
+        maps.set("agents", sub.unsqueeze(-1))  # [L, 1]
+        return live, lead, self(maps)
+
+    def sample(self, td: TensorDictBase, deterministic: bool = False) -> dict[str, Any]:
+        """Actions for every agent of ``td`` ``[..., P]``: ``action`` (head → index),
+        ``log_prob`` (summed over heads), ``value`` and ``recurrent_state`` (if any). With
+        ``live_only`` the network runs on the alive agents alone and every dead agent gets
+        the last option its mask allows in each head (the no-op / stay the env gives the
+        dead), log-prob 0, value 0 and its memory state unchanged; otherwise every agent
+        runs and samples."""
+        masks = td.get(("agents", "action_mask"))
+        if not self.live_only:
+            out = self(td)
+            dist = {h: torch.distributions.Categorical(logits=lg) for h, lg in out["logits"].items()}
+            action = {h: (lg.argmax(-1) if deterministic else dist[h].sample())
+                      for h, lg in out["logits"].items()}
+            res = {"action": action, "log_prob": sum(dist[h].log_prob(a) for h, a in action.items()),
+                   "value": out["value"]}
+            if "recurrent_state" in out:
+                res["recurrent_state"] = out["recurrent_state"]
+            return res
+        agents = td.get("agents")
+        if not agents.get("mask").any():  # nobody alive: nothing to run
+            lead = agents.batch_size
+            live = torch.zeros(0, dtype=torch.long, device=agents.device)
+            out = {"logits": {h: masks.get(h).new_zeros(0, 1, masks.get(h).shape[-1], dtype=torch.float)
+                              for h in ACTION_HEADS}, "value": torch.zeros(0, 1, device=agents.device)}
+            if self.recurrent_shape is not None:
+                out["recurrent_state"] = torch.zeros(0, 1, *self.recurrent_shape, device=agents.device)
+        else:
+            live, lead, out = self._live_forward(td)
+        action, logp = {}, 0
+        for h in ACTION_HEADS:
+            m = masks.get(h)
+            n = m.shape[-1]
+            full = (n - 1 - m.flip(-1).to(torch.uint8).argmax(-1)).reshape(-1)  # last allowed
+            lg = out["logits"][h][:, 0]
+            dist = torch.distributions.Categorical(logits=lg)
+            a = lg.argmax(-1) if deterministic else dist.sample()
+            action[h] = full.index_copy(0, live, a).reshape(lead)
+            logp = logp + dist.log_prob(a)
+        value = out["value"][:, 0]
+        res = {"action": action,
+               "log_prob": value.new_zeros(lead.numel()).index_copy(0, live, logp).reshape(lead),
+               "value": value.new_zeros(lead.numel()).index_copy(0, live, value).reshape(lead)}
+        if "recurrent_state" in out:
+            st = out["recurrent_state"][:, 0]
+            prev = td.get(("agents", "recurrent_state"), None)
+            prev = (st.new_zeros(lead.numel(), *st.shape[1:]) if prev is None
+                    else prev.reshape(lead.numel(), *st.shape[1:]).to(st.dtype))
+            res["recurrent_state"] = prev.index_copy(0, live, st).reshape(*lead, *st.shape[1:])
+        return res
+
     @torch.no_grad()
     def act(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
         """Sample masked actions for every head into ``td`` (in place), with the summed
-        log-probability ``("agents","action_log_prob")`` and ``("agents","state_value")``."""
-        out = self(td)
-        logp = 0
-        for h, lg in out["logits"].items():
-            dist = torch.distributions.Categorical(logits=lg)
-            a = lg.argmax(-1) if deterministic else dist.sample()
+        log-probability ``("agents","action_log_prob")`` and ``("agents","state_value")``
+        (see :meth:`sample` for the dead agents)."""
+        res = self.sample(td, deterministic)
+        for h, a in res["action"].items():
             td.set(("agents", "action", h), a)
-            logp = logp + dist.log_prob(a)
-        td.set(("agents", "action_log_prob"), logp)
-        td.set(("agents", "state_value"), out["value"])
-        if "recurrent_state" in out:
-            td.set(("next", "agents", "recurrent_state"), out["recurrent_state"])
+        td.set(("agents", "action_log_prob"), res["log_prob"])
+        td.set(("agents", "state_value"), res["value"])
+        if "recurrent_state" in res:
+            td.set(("next", "agents", "recurrent_state"), res["recurrent_state"])
         return td
 
 

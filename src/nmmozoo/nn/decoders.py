@@ -30,17 +30,12 @@ POINTER = {"attack_target": "entity", "give_target": "entity", "give_gold_target
            "sell_item": "inventory", "buy_item": "market"}
 
 
-def _pointer(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Dot products of a query ``[N, H]`` with rows ``[N, R, H]``, plus a no-op logit 0."""
-    logits = torch.einsum("nh,nrh->nr", query, rows)
-    return torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], -1)
-
-
-class MarketRows:
-    """The market's row embeddings, present rows only: ``rows`` ``[K, H]`` of the listed rows
-    at (``group``, ``slot``) of ``G`` maps × ``M`` slots, and ``empty`` ``[H]``, the embedding
-    of an empty row (the item encoder is row-wise, so every empty row has it). ``dense()``
-    rebuilds ``[G, M, H]``; the pointer and the pools never need to."""
+class SparseRows:
+    """Row embeddings, present rows only: ``rows`` ``[K, H]`` of the present rows at
+    (``group``, ``slot``) of ``G`` groups × ``M`` slots, and ``empty`` ``[H]``, the embedding
+    of an empty row (the row encoders are row-wise, so every empty row has it). A group is a
+    map (the market: its listings, shared by the map's agents) or an agent (its entity rows).
+    ``dense()`` rebuilds ``[G, M, H]``; the pointers and the pools never need to."""
 
     def __init__(self, rows, group, slot, empty, maps: int, slots: int):
         self.rows, self.group, self.slot, self.empty = rows, group, slot, empty
@@ -52,21 +47,44 @@ class MarketRows:
         return out
 
 
+MarketRows = SparseRows  # the market's listed rows (the name the first sparse path used)
+
+
+def dense_rows(rows) -> torch.Tensor:
+    """``rows`` as a dense ``[G, M, H]`` tensor, whichever form it came in."""
+    return rows.dense() if isinstance(rows, SparseRows) else rows
+
+
+def _sparse_pointer(query: torch.Tensor, rows: SparseRows, per_group: int) -> torch.Tensor:
+    """``query`` ``[G*A, H]`` (``A`` = ``per_group`` queries per group) dotted with every row
+    of its group: every empty row's logit is the query dotted with the one empty-row
+    embedding, and only the present rows are dotted one by one. ``[G*A, M]``."""
+    G, M = rows.maps, rows.slots
+    q = query.view(G, per_group, -1)
+    base = (query @ rows.empty).view(G, per_group, 1).expand(G, per_group, M)
+    listed = torch.einsum("kah,kh->ka", q[rows.group], rows.rows)  # [K, A]
+    K = len(rows.group)
+    agent = torch.arange(per_group, device=query.device).expand(K, per_group)
+    logits = base.index_put((rows.group[:, None].expand(K, per_group), agent,
+                             rows.slot[:, None].expand(K, per_group)), listed)
+    return logits.reshape(G * per_group, M)
+
+
+def _pointer(query: torch.Tensor, rows) -> torch.Tensor:
+    """Dot products of a query ``[N, H]`` with its rows (``[N, R, H]`` or one
+    :class:`SparseRows` group per query), plus a no-op logit 0."""
+    if isinstance(rows, SparseRows):
+        logits = _sparse_pointer(query, rows, 1)
+    else:
+        logits = torch.einsum("nh,nrh->nr", query, rows)
+    return torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], -1)
+
+
 def _market_pointer(query: torch.Tensor, market, per_map: int) -> torch.Tensor:
     """Market logits without copying listings per agent: ``query`` ``[G*A, H]`` for ``G``
-    maps of ``A`` agents; ``market`` ``[G, M, H]`` or :class:`MarketRows` (then every empty
-    row's logit is the query dotted with the one empty-row embedding, and only the listed
-    rows are dotted one by one)."""
-    if isinstance(market, MarketRows):
-        G, M = market.maps, market.slots
-        q = query.view(G, per_map, -1)
-        base = (query @ market.empty).view(G, per_map, 1).expand(G, per_map, M)
-        listed = torch.einsum("kah,kh->ka", q[market.group], market.rows)  # [K, A]
-        K = len(market.group)
-        agent = torch.arange(per_map, device=query.device).expand(K, per_map)
-        logits = base.index_put((market.group[:, None].expand(K, per_map), agent,
-                                 market.slot[:, None].expand(K, per_map)), listed)
-        logits = logits.reshape(G * per_map, M)
+    maps of ``A`` agents; ``market`` ``[G, M, H]`` or :class:`SparseRows` by map."""
+    if isinstance(market, SparseRows):
+        logits = _sparse_pointer(query, market, per_map)
     else:
         G = market.shape[0]
         q = query.view(G, per_map, -1)

@@ -83,6 +83,28 @@ def relative_tiles(tile: torch.Tensor, vision: int) -> torch.Tensor:
     return torch.cat([rel, tile[..., 2:]], -1)
 
 
+def tabulated_conv(index: torch.Tensor, embed: torch.Tensor, conv: nn.Conv2d, window: int) -> torch.Tensor:
+    """``conv`` (3×3, valid) over the embedded columns, as a table lookup: ``index``
+    ``[N, window², cols]`` rows of ``embed`` (column ``c`` in its own block of the table,
+    its channels ``c·E..(c+1)·E`` of the conv's input). The conv is a sum over the kernel's 9
+    positions and the columns of ``W_k · e(value)``; those vectors are tabulated once per
+    call (``[table rows, 9, C_out]``, one matmul) and each output cell gathers and adds its
+    9·cols of them (``embedding_bag``, sum). Exact up to float rounding, differentiable in
+    the embedding and the conv weights, any device. Returns ``[N, C_out, s, s]``."""
+    N, cols = index.shape[0], index.shape[-1]
+    C, E = conv.out_channels, embed.shape[-1]
+    s = window - 2
+    w = conv.weight.reshape(C, cols, E, 9)  # channel c·E + e; kernel position kh·3 + kw
+    blocks = embed.reshape(cols, -1, E)  # [cols, V, E]
+    table = torch.einsum("bve,cbek->bvkc", blocks, w).reshape(-1, C)  # row (c·V + v)·9 + k
+    grid = index.reshape(N, window, window, cols) * 9
+    bag = torch.stack([grid[:, i:i + s, j:j + s] + (3 * i + j) for i in range(3) for j in range(3)], -2)
+    out = nn.functional.embedding_bag(bag.reshape(N * s * s, 9 * cols), table, mode="sum")
+    if conv.bias is not None:
+        out = out + conv.bias
+    return out.view(N, s, s, C).permute(0, 3, 1, 2)
+
+
 # --- tiles -----------------------------------------------------------------------------------------
 @register("tile", "tile_embed_cnn")
 class TileEmbedCNN(nn.Module):
@@ -105,13 +127,24 @@ class TileEmbedCNN(nn.Module):
         self.conv2 = nn.Conv2d(channels, out_channels, 3)
         side = window - 4
         self.fc = nn.Linear(out_channels * side * side, hidden)
+        self.tabulate = True
+        """Run the first conv as a table lookup (:func:`tabulated_conv`) where it pays; False:
+        the plain embed-then-conv path the tests hold it to."""
+        self.tabulate_with_grad = False
+        """Measured (1 CPU thread, 128 agents): the lookup halves the forward (baseline 8.8 →
+        4.6 ms) but its backward is slower than the conv's (fwd+bwd 29.6 → 41.5 ms), so
+        with gradients (training minibatches) the plain conv runs unless this is set."""
 
     def forward(self, tile: torch.Tensor) -> torch.Tensor:
         tile = tile.long()
         x = tile[..., 2:] if self.material_only else relative_tiles(tile, self.vision)
-        x = self.embed(x.clamp(0, 255) + self.offset).flatten(-2)  # [N, cells, cols*E]
-        x = x.transpose(1, 2).reshape(x.shape[0], -1, self.window, self.window)
-        x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        x = x.clamp(0, 255) + self.offset
+        if self.tabulate and (self.tabulate_with_grad or not torch.is_grad_enabled()):
+            x = tabulated_conv(x, self.embed.weight, self.conv1, self.window)
+        else:
+            x = self.embed(x).flatten(-2)  # [N, cells, cols*E]
+            x = self.conv1(x.transpose(1, 2).reshape(x.shape[0], -1, self.window, self.window))
+        x = torch.relu(self.conv2(torch.relu(x)))
         return torch.relu(self.fc(x.flatten(1)))
 
 
@@ -122,10 +155,36 @@ def own_row(entity: torch.Tensor, agent_id: torch.Tensor) -> torch.Tensor:
 
 
 class _EntityBase(nn.Module):
-    def split(self, rows: torch.Tensor, feats: torch.Tensor, entity, agent_id):
-        me = own_row(entity, agent_id)
-        mine = feats[torch.arange(feats.shape[0], device=feats.device), me]
-        return rows, mine
+    """A row-wise entity encoder: ``features`` (per row, no mixing across rows), then
+    ``row_head`` (the rows the pointer heads and pools read) and ``own_head`` (the agent's
+    own row, row 0 if absent). ``forward`` runs every row; ``present`` only the rows with an
+    id (an empty row is all zeros, so one empty-row output stands for every empty row) and
+    returns them as :class:`~nmmozoo.nn.decoders.SparseRows` grouped by agent."""
+
+    def features(self, entity):
+        raise NotImplementedError
+
+    def row_head(self, x):
+        return self.agent_fc(x)
+
+    def own_head(self, x):
+        return self.act(self.my_agent_fc(x))
+
+    def forward(self, entity, agent_id):
+        x = self.features(entity)
+        mine = x[torch.arange(x.shape[0], device=x.device), own_row(entity, agent_id)]
+        return self.row_head(x), self.own_head(mine)
+
+    def present(self, entity, agent_id):
+        from .decoders import SparseRows
+
+        N, R, F = entity.shape
+        n, r = (entity[..., C.COL["id"]] != 0).nonzero(as_tuple=True)
+        K = n.shape[0]
+        own = entity[torch.arange(N, device=entity.device), own_row(entity, agent_id)]
+        x = self.features(torch.cat([entity[n, r], entity.new_zeros(1, F), own]))
+        rows = self.row_head(x[:K + 1])
+        return SparseRows(rows[:K], n, r, rows[K], N, R), self.own_head(x[K + 1:])
 
 
 @register("entity", "entity_embed")
@@ -144,10 +203,8 @@ class EntityEmbed(_EntityBase):
         self.agent_fc = nn.Linear(entity_cols * embed_dim, hidden)
         self.my_agent_fc = nn.Linear(entity_cols * embed_dim, hidden)
 
-    def forward(self, entity, agent_id):
-        x = self.embed(entity.long().clamp(0, 255) + self.offset).flatten(-2)
-        _, mine = self.split(None, x, entity, agent_id)
-        return self.agent_fc(x), self.act(self.my_agent_fc(mine))
+    def features(self, entity):
+        return self.embed(entity.long().clamp(0, 255) + self.offset).flatten(-2)
 
 
 TAKERU_DISCRETE = ["id", "npc_type", "attacker_id", "message"]
@@ -192,12 +249,10 @@ class EntityMixed(_EntityBase):
         self.agent_fc = nn.Linear(width, hidden)
         self.my_agent_fc = nn.Linear(width, hidden)
 
-    def forward(self, entity, agent_id):
+    def features(self, entity):
         d = entity[..., self.discrete].long()
         d = (d + self.offset).clamp(0, 255) if self.offset_before_clip else d.clamp(0, 255) + self.offset
-        x = torch.cat([self.embed(d).flatten(-2), entity[..., self.continuous].float() / self.scale], -1)
-        _, mine = self.split(None, x, entity, agent_id)
-        return self.agent_fc(x), self.act(self.my_agent_fc(mine))
+        return torch.cat([self.embed(d).flatten(-2), entity[..., self.continuous].float() / self.scale], -1)
 
 
 @register("entity", "entity_onehot")
@@ -215,12 +270,10 @@ class EntityOneHot(_EntityBase):
         self.agent_fc = nn.Linear(entity_cols - 1 + classes, hidden)
         self.my_agent_fc = nn.Linear(entity_cols - 1 + classes, hidden)
 
-    def forward(self, entity, agent_id):
+    def features(self, entity):
         c = self.col
         kind = nn.functional.one_hot(entity[..., c].long().clamp(0, self.classes - 1), self.classes)
-        x = torch.cat([entity[..., :c].float(), kind.float(), entity[..., c + 1:].float()], -1)
-        _, mine = self.split(None, x, entity, agent_id)
-        return self.agent_fc(x), self.act(self.my_agent_fc(mine))
+        return torch.cat([entity[..., :c].float(), kind.float(), entity[..., c + 1:].float()], -1)
 
 
 # --- items -------------------------------------------------------------------------------------------

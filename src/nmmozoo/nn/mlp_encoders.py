@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..env import constants as C
-from .encoders import Embedding, own_row
+from .encoders import Embedding, _EntityBase
 from .registry import SpecError, register
 
 
@@ -17,7 +17,7 @@ def relu_mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
 
 
 @register("entity", "entity_id_mlp")
-class EntityIdMLP(nn.Module):
+class EntityIdMLP(_EntityBase):
     """``id`` and ``attacker_id`` shifted by ``id_offset``, clipped to ``[0, id_rows)`` and
     looked up in one shared table of ``id_dim``-d rows; the other columns but ``message``
     enter raw (unscaled). Linear → ReLU → Linear → ReLU per entity; then every row through
@@ -40,13 +40,16 @@ class EntityIdMLP(nn.Module):
         self.my_agent_fc = nn.Linear(hidden, hidden)
         self.my_agent_norm = nn.LayerNorm(hidden)
 
-    def forward(self, entity: torch.Tensor, agent_id: torch.Tensor):
+    def features(self, entity: torch.Tensor) -> torch.Tensor:
         ids = (entity[..., self.id_cols].long() + self.id_offset).clip(0, self.id_rows - 1)
         x = torch.cat([self.embedding(ids).flatten(-2), entity[..., self.raw_cols].float()], -1)
-        x = torch.relu(self.mlp(x))
-        mine = x[torch.arange(x.shape[0], device=x.device), own_row(entity, agent_id)]
-        rows = torch.relu(self.agent_norm(self.agent_fc(x)))
-        return rows, torch.relu(self.my_agent_norm(self.my_agent_fc(mine)))
+        return torch.relu(self.mlp(x))
+
+    def row_head(self, x):
+        return torch.relu(self.agent_norm(self.agent_fc(x)))
+
+    def own_head(self, x):
+        return torch.relu(self.my_agent_norm(self.my_agent_fc(x)))
 
 
 # The 2023 baseline's item columns and its "scales", which the code divides by (so each column

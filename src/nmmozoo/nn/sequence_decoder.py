@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .decoders import PointerDecoder
+from .decoders import PointerDecoder, dense_rows
 from .registry import register
 
 
@@ -61,7 +61,7 @@ class SequenceAttentionDecoder(nn.Module):
         return torch.relu(self.fc(torch.cat([seq, after], -1)))
 
     def forward(self, x, rows, agents_per_map):
-        entity = self.mix(rows["entity"])
+        entity = self.mix(dense_rows(rows["entity"]))  # the LSTM reads every row
         inventory = self.mix(rows["inventory"])
         state = self.mix(x[:, None])[:, 0]
         return self.heads(state, {"entity": entity, "inventory": inventory, "market": rows["market"]},

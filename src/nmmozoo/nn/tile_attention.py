@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .encoders import Embedding, relative_tiles
+from .encoders import Embedding, relative_tiles, tabulated_conv
 from .registry import register
 
 TILE_COLUMNS = 3  # row, col, material
@@ -40,13 +40,18 @@ class TileEmbedAttention(nn.Module):
         widths = [TILE_COLUMNS * embed_dim, *channels]
         self.convs = nn.ModuleList(nn.Conv2d(a, b, 3) for a, b in zip(widths[:-1], widths[1:]))
         self.fc = nn.Linear(channels[-1] * self.side * self.side, hidden)
+        self.tabulate = True  # the first conv as a table lookup (see TileEmbedCNN); it pays with
+        # gradients too here (1 thread, 128 agents: fwd+bwd 101.6 -> 83.7 ms)
 
     def forward(self, tile: torch.Tensor) -> torch.Tensor:
         N, w = tile.shape[0], self.window
         idx = relative_tiles(tile.long(), self.vision).clamp(0, VOCAB - 1) + self.offset
-        x = self.embed(idx).flatten(-2)  # [N, cells, 3*E], column-major within a cell
-        x = x.transpose(1, 2).reshape(N, -1, w, w)
-        for conv in self.convs:
+        if self.tabulate:
+            x = nn.functional.silu(tabulated_conv(idx, self.embed.weight, self.convs[0], w))
+        else:
+            x = self.embed(idx).flatten(-2)  # [N, cells, 3*E], column-major within a cell
+            x = nn.functional.silu(self.convs[0](x.transpose(1, 2).reshape(N, -1, w, w)))
+        for conv in self.convs[1:]:
             x = nn.functional.silu(conv(x))
         cells = x.flatten(2).transpose(1, 2)  # [N, side², C]
         cells = self.attn(cells, cells, cells, need_weights=False)[0]

@@ -78,16 +78,17 @@ class Actor(TensorDictModuleBase):
         self.last_dist = MultiHeadCategorical(out["logits"])  # for per-head entropy logs
         return self.last_dist
 
+    @torch.no_grad()
     def forward(self, td: TensorDictBase) -> TensorDictBase:
-        out = self.policy(td)
-        dist = MultiHeadCategorical(out["logits"])
-        action = dist.sample()
+        # Policy.sample: with ``policy.live_only`` the network runs on alive agents only (the
+        # dead get the no-op, log-prob 0, value 0 and keep their memory state).
+        res = self.policy.sample(td)
         lead = td.get("agents").batch_size
-        td.set(("agents", "action"), TensorDict(action, batch_size=lead))
-        td.set(("agents", "sample_log_prob"), dist.log_prob(action).detach())
-        td.set(("agents", "state_value"), out["value"][..., None].detach())
-        if "recurrent_state" in out:
-            td.set(("next", "agents", "recurrent_state"), out["recurrent_state"].detach())
+        td.set(("agents", "action"), TensorDict(res["action"], batch_size=lead))
+        td.set(("agents", "sample_log_prob"), res["log_prob"])
+        td.set(("agents", "state_value"), res["value"][..., None])
+        if "recurrent_state" in res:
+            td.set(("next", "agents", "recurrent_state"), res["recurrent_state"])
         return td
 
 

@@ -1,0 +1,193 @@
+"""Evaluation reports: ``results.json``, a Markdown table (in the style of rl-baselines3-zoo's
+``benchmark.md``) and PNG plots, each written atomically (a temporary file beside it, then
+renamed over it: a reader never sees a half-written file).
+
+A report directory holds one setting (preset, tasks, maps, episodes, seeds, env fields);
+writing another policy's results into it adds (or replaces, by name) that policy's entry, so
+``nmmozoo test random --report R`` then ``nmmozoo test baseline --report R`` compares both.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .tasks import CATEGORIES
+
+FILES = ("results.json", "results.md", "categories.png", "lifespan.png", "tasks.png")
+
+
+class ReportError(ValueError):
+    """A report that cannot be written as asked (another setting's results in the directory)."""
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _fmt(stat: dict | None, scale: float = 1.0, digits: int = 1) -> str:
+    if not stat:
+        return "–"
+    m = stat["mean"] * scale
+    if stat.get("half_width") is None:
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {stat['half_width'] * scale:.{digits}f}"
+
+
+def _steps(v) -> str:
+    if v is None:
+        return "unknown"
+    return f"{int(v):,}"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The policies' table: score ± CI (points of 100), each category's points, lifespan,
+    agent-episodes; then the setting and how the intervals are computed."""
+    s = results["setting"]
+    head = ["policy", "training steps", "score", *CATEGORIES, "completion", "lifespan", "episodes"]
+    lines = [f"# PvE evaluation: {s['tasks']} tasks, held-out maps ({s['preset']})", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for p in results["policies"]:
+        cats = p.get("score_by_category") or {}
+        row = [p["name"], _steps(p.get("training_steps")), _fmt(p.get("score")),
+               *[_fmt(cats.get(c)) for c in CATEGORIES],
+               _fmt(p.get("completion"), 100, 1) + ("%" if p.get("completion") else ""),
+               _fmt(p.get("lifespan")), f"{p['agent_episodes']:,}"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", (f"- score: the competition's category-weighted score (each category {100 / 6:.2f} "
+              "points, shared equally by its tasks; a task contributes its completion rate); the category "
+              "columns are each category's points, completion the share of agent-episodes whose task was "
+              "completed, lifespan the mean ticks an agent lived (episode horizon "
+              f"{s.get('horizon', '?')}); episodes: agent-episodes over all seeds."),
+              f"- ±: {results['ci_method']}; seeds {s['seeds']}.",
+              (f"- setting: preset {s['preset']}, {s['num_maps']} held-out maps x {s['episodes']} "
+              f"episode(s) per seed, tasks {s['tasks']}, env {s.get('env') or {}}, "
+              f"{'argmax' if s.get('deterministic') else 'sampled'} actions, device {s.get('device')}, "
+              f"{s.get('threads')} torch threads.")]
+    for p in results["policies"]:
+        lines.append(f"- {p['name']}: {p['source']}; {p['agent_steps']:,} agent-steps evaluated in "
+                     f"{p['wall_s']:.1f} s.")
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def plots(results: dict[str, Any], lifespans: dict[str, list[float]]) -> dict[str, bytes]:
+    """PNG bytes: per-category points per policy (CI whiskers), the lifespan distribution,
+    completion per task."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    pols = results["policies"]
+    n = max(1, len(pols))
+    out = {}
+    width = 0.8 / n
+
+    def err(stats):
+        return np.array([[0.0 if not st or st.get("half_width") is None else st["half_width"]
+                          for st in stats]])
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    x = np.arange(len(CATEGORIES))
+    for i, p in enumerate(pols):
+        stats = [(p.get("score_by_category") or {}).get(c) for c in CATEGORIES]
+        ax.bar(x + (i - (n - 1) / 2) * width, [st["mean"] if st else 0.0 for st in stats], width,
+               yerr=err(stats), capsize=3, label=p["name"])
+    ax.set_xticks(x, CATEGORIES)
+    ax.set_ylabel(f"points (of {100 / 6:.1f} per category)")
+    ax.set_title("Held-out score per category (95% t-interval over seeds)")
+    ax.legend(fontsize=8)
+    out["categories.png"] = _png(fig)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    horizon = results["setting"].get("horizon") or max((max(v) for v in lifespans.values() if v), default=1)
+    bins = np.linspace(0, horizon, 33)
+    for p in pols:
+        v = lifespans.get(p["name"]) or []
+        if v:
+            ax.hist(v, bins=bins, histtype="step", linewidth=1.5, density=True, label=p["name"])
+    ax.set_xlabel("lifespan (ticks)")
+    ax.set_ylabel("share of agent-episodes (density)")
+    ax.set_title("Lifespan distribution (all seeds)")
+    ax.legend(fontsize=8)
+    out["lifespan.png"] = _png(fig)
+    plt.close(fig)
+
+    tasks = sorted({t for p in pols for t in (p.get("completion_by_task") or {})})
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.16 * len(tasks) * max(1, n / 2) + 1)))
+    y = np.arange(len(tasks))
+    for i, p in enumerate(pols):
+        by = p.get("completion_by_task") or {}
+        stats = [by.get(t) for t in tasks]
+        ax.barh(y + (i - (n - 1) / 2) * width, [st["mean"] if st else 0.0 for st in stats], width,
+                xerr=err(stats), capsize=1.5, label=p["name"])
+    ax.set_yticks(y, tasks, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("completion rate")
+    ax.set_title("Completion per task (95% t-interval over seeds)")
+    ax.legend(fontsize=8)
+    out["tasks.png"] = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def write_report(directory: str | Path, setting: dict[str, Any], policies: list[dict[str, Any]],
+                 ci_method: str) -> list[Path]:
+    """Write (or extend) the report in ``directory``: ``results.json``, ``results.md`` and
+    the PNGs. ``policies`` are :func:`~nmmozoo.evaluate.evaluate_seeds` results with
+    ``source`` and ``training_steps``; their per-agent-episode ``lifespans`` go to
+    ``results.json``'s ``lifespan_samples`` (so a later policy's report redraws them)."""
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise ReportError(f"--report {str(d)!r} is a file, not a directory")
+    d.mkdir(parents=True, exist_ok=True)
+    old: list[dict] = []
+    lifespans: dict[str, list[float]] = {}
+    prev = d / "results.json"
+    if prev.exists():
+        try:
+            data = json.loads(prev.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ReportError(f"{prev} is not readable JSON ({e}); remove it or use another --report") from None
+        if data.get("setting") != setting:
+            raise ReportError(f"{prev} holds results of another setting ({data.get('setting')}); "
+                              "use another --report directory to compare under this one")
+        old = data.get("policies", [])
+        lifespans = {k: list(v) for k, v in (data.get("lifespan_samples") or {}).items()}
+    new_names = {p["name"] for p in policies}
+    entries = [p for p in old if p["name"] not in new_names]
+    for p in policies:
+        p = dict(p)
+        lifespans[p["name"]] = [int(x) if float(x).is_integer() else float(x)
+                                for x in (p.pop("lifespans", []) or [])]
+        entries.append(p)
+    results = {"protocol": "pve", "setting": setting, "ci_method": ci_method, "policies": entries,
+               "lifespan_samples": {p["name"]: lifespans.get(p["name"], []) for p in entries}}
+    pngs = plots(results, lifespans)
+    written = []
+    for name, data in [("results.json", json.dumps(results, indent=1).encode()),
+                       ("results.md", markdown(results).encode()), *pngs.items()]:
+        _atomic_write(d / name, data)
+        written.append(d / name)
+    return written

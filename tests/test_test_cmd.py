@@ -1,0 +1,130 @@
+"""`nmmozoo test`: PvE evaluation with 95% t-intervals over seeds, sources (random, untrained,
+.safetensors, .ckpt, last), clear errors, and the report (JSON, Markdown, PNG)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from nmmozoo.cli import main
+from nmmozoo.evaluate import EvalError, load_for_test, t975, t_interval
+
+TINY = ["--preset", "tiny", "--num_maps", "2", "--episodes", "2", "--horizon", "8", "--num_npcs", "4",
+        "--threads", "1"]
+
+
+def test_t_interval_on_constructed_numbers():
+    r = t_interval([1.0, 2.0, 3.0])  # mean 2, s = 1, t(0.975, 2) = 4.3027
+    assert r["mean"] == 2.0 and r["n"] == 3
+    assert r["half_width"] == pytest.approx(4.3027 / math.sqrt(3), rel=1e-4)
+    assert r["ci95"] == pytest.approx([2 - 4.3027 / math.sqrt(3), 2 + 4.3027 / math.sqrt(3)], rel=1e-4)
+    assert t_interval([5.0, 5.0])["half_width"] == 0.0
+    one = t_interval([0.7])
+    assert one["ci95"] is None and one["half_width"] is None and one["mean"] == 0.7
+    assert t975(1) == pytest.approx(12.7062) and t975(30) == pytest.approx(2.0423)
+    assert t975(60) == pytest.approx(2.0003, abs=2e-4) and t975(10 ** 6) == pytest.approx(1.96, abs=1e-3)
+    scipy = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 5, 29, 31, 45, 120):
+        assert t975(df) == pytest.approx(scipy.t.ppf(0.975, df), rel=2e-4)
+
+
+def test_test_command_writes_the_report(tmp_path, capsys):
+    rep = tmp_path / "rep"
+    assert main(["test", "random", "baseline_tiny", "--seeds", "0", "1", *TINY, "--report", str(rep)]) == 0
+    out = capsys.readouterr().out
+    assert "random: score" in out and "baseline_tiny (untrained): score" in out and "Student-t" in out
+    assert sorted(p.name for p in rep.iterdir()) == ["categories.png", "lifespan.png", "results.json",
+                                                     "results.md", "tasks.png"]
+    res = json.loads((rep / "results.json").read_text())
+    assert res["setting"]["preset"] == "tiny" and res["setting"]["seeds"] == [0, 1]
+    assert "Student-t" in res["ci_method"]
+    names = [p["name"] for p in res["policies"]]
+    assert names == ["random", "baseline_tiny (untrained)"]
+    for p in res["policies"]:
+        for key in ("score", "score_by_category", "completion", "completion_by_category",
+                    "completion_by_task", "lifespan", "agent_episodes", "agent_steps", "wall_s",
+                    "source", "training_steps"):
+            assert key in p, key
+        assert set(p["score_by_category"]) == {"survival", "combat", "exploration", "skill", "item", "market"}
+        assert p["score"]["n"] == 2 and len(p["score"]["ci95"]) == 2
+        assert p["lifespan"]["mean"] == 8.0 and p["agent_episodes"] == 2 * 2 * 2 * 16
+        assert p["agent_steps"] == 2 * 2 * 2 * 16 * 8  # nobody dies in 8 ticks
+        assert len(res["lifespan_samples"][p["name"]]) == p["agent_episodes"]
+    md = (rep / "results.md").read_text()
+    assert "| policy | training steps | score |" in md and "| random | 0 |" in md
+    for png in ("categories.png", "lifespan.png", "tasks.png"):
+        assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(rep.glob(".*.tmp"))  # no temporary files left
+    # another setting into the same report is refused; the same setting adds a policy
+    assert main(["test", "random", "--seeds", "0", *TINY, "--report", str(rep)]) == 2
+    assert "another setting" in capsys.readouterr().err
+
+
+def test_exports_and_checkpoints_evaluate(tmp_path):
+    import nmmozoo
+    from nmmozoo.hub import save_pretrained
+
+    p = nmmozoo.create_policy("baseline_tiny", config=nmmozoo.make_config("tiny"))
+    path = save_pretrained(p, tmp_path / "p.safetensors", recipe={"env": {"preset": "tiny", "num_npcs": 4}})
+    src = load_for_test("baseline_tiny", str(path), horizon=8)
+    assert src["preset"] == "tiny" and src["env"] == {"num_npcs": 4, "horizon": 8}  # the recipe's world
+    assert main(["test", "baseline_tiny", "--ckpt_path", str(path), "--seeds", "0", *TINY]) == 0
+    with pytest.raises(EvalError, match="holds a 'baseline_tiny' policy, not 'takeru_tiny'"):
+        load_for_test("takeru_tiny", str(path))
+
+
+def test_clear_errors(tmp_path, capsys):
+    def err(*argv):
+        assert main(["test", *argv, "--seeds", "0", *TINY]) == 2
+        return capsys.readouterr().err
+
+    assert "unknown model or recipe 'nosuch'" in err("nosuch")
+    assert "no checkpoint 'nosuch'" in err("baseline_tiny", "--ckpt_path", "nosuch")
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    assert "not readable" in err("baseline_tiny", "--ckpt_path", str(bad))
+    assert "--ckpt_path last: no" in err("demo", "--ckpt_path", "last", "--run_dir", str(tmp_path))
+    assert "random policy has no weights" in err("random", "--ckpt_path", "x")
+    assert "pvp is not implemented" in err("random", "--protocol", "pvp")
+    assert "repeated seed" in (main(["test", "random", "--seeds", "1", "1"]) == 2 and capsys.readouterr().err)
+
+
+def test_a_checkpoint_for_another_env_size_is_refused(tmp_path, capsys):
+    import nmmozoo
+    from nmmozoo.hub import save_pretrained
+
+    p = nmmozoo.create_policy("baseline_tiny", config=nmmozoo.make_config("tiny"))
+    path = save_pretrained(p, tmp_path / "p.safetensors", recipe={"env": {"preset": "tiny"}})
+    # the export played tiny (16 agents, 48 tiles); evaluated on competition2023 (128 agents)
+    assert main(["test", "baseline_tiny", "--ckpt_path", str(path), "--preset", "competition2023",
+                 "--num_maps", "1", "--horizon", "2", "--seeds", "0"]) == 2
+    e = capsys.readouterr().err
+    assert "built for other observation and action sizes" in e and "num_agents" in e and "(16, 128)" in e
+
+
+def test_a_fits_checkpoint_and_last(tmp_path, capsys):
+    """A Lightning checkpoint as `nmmozoo fit` writes it: the policy's weights under
+    ``policy.*``, the recipe and the agent-steps trained."""
+    import torch
+
+    import nmmozoo
+
+    p = nmmozoo.create_policy("baseline_tiny", config=nmmozoo.make_config("tiny"))
+    ckpt = {"state_dict": {f"policy.{k}": v for k, v in p.state_dict().items()}, "global_step": 3,
+            "nmmozoo_agent_steps": 12288,
+            "nmmozoo_recipe": {"model": "baseline_tiny", "env": {"preset": "tiny", "num_npcs": 4, "num_maps": 8}}}
+    (tmp_path / "checkpoints").mkdir()
+    torch.save(ckpt, tmp_path / "checkpoints" / "last.ckpt")
+    with pytest.raises(EvalError, match="holds a 'baseline_tiny' policy, not 'baseline_tinycorrected'"):
+        load_for_test("demo", "last", run_dir=str(tmp_path))  # the demo recipe's model is another
+    src = load_for_test("baseline_tiny", "last", run_dir=str(tmp_path))
+    assert src["training_steps"] == 12288 and src["preset"] == "tiny" and src["env"] == {"num_npcs": 4}
+    assert all(v.equal(p.state_dict()[k]) for k, v in src["policy"].state_dict().items())
+    rep = tmp_path / "rep"
+    assert main(["test", "baseline_tiny", "--ckpt_path", str(tmp_path / "checkpoints" / "last.ckpt"),
+                 "--seeds", "0", *TINY, "--report", str(rep)]) == 0
+    res = json.loads((rep / "results.json").read_text())
+    assert res["policies"][0]["training_steps"] == 12288 and res["policies"][0]["score"]["ci95"] is None
+    assert "| 12,288 |" in (rep / "results.md").read_text()
