@@ -27,6 +27,32 @@ class EvalError(ValueError):
     unknown model or checkpoint); the message names the problem."""
 
 
+def resolve_tasks(tasks: str, base: str | None = None) -> str:
+    """A task set name as given; a task file path as given when it exists from the working
+    directory, else beside ``base`` (a recipe's folder), else in the package's recipes folder
+    (``recipes/tasks/survival.yaml`` works from anywhere). A file found nowhere is an
+    :class:`EvalError` naming the path and where it was looked for."""
+    from importlib import resources
+    from pathlib import Path
+
+    if not isinstance(tasks, str) or tasks in ("curriculum", "heldout", "none"):
+        return tasks
+    p = Path(tasks)
+    if p.is_absolute() or p.exists():
+        if not p.exists():
+            raise EvalError(f"tasks: task file {tasks!r} does not exist")
+        return tasks
+    recipes = Path(str(resources.files("nmmozoo.recipes")))
+    tried = ([Path(base)] if base else []) + [recipes]
+    rel = [p] + ([Path(*p.parts[1:])] if len(p.parts) > 1 and p.parts[0] == "recipes" else [])
+    for root in tried:
+        for r in rel:
+            if (root / r).is_file():
+                return str(root / r)
+    raise EvalError(f"tasks: task file {tasks!r} not found (looked in the working directory "
+                    f"{str(Path.cwd())!r} and in {[str(t) for t in tried]})")
+
+
 def check_sizes(policy, env) -> None:
     """Refuse a policy built for observation and action sizes other than ``env``'s (as
     ``create_policy(pretrained=True)`` does), naming every size that differs."""
@@ -57,6 +83,7 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
     if episodes < 1 or num_maps < 1:
         raise ValueError(f"episodes and num_maps must be ≥ 1, got {episodes}, {num_maps}")
     obs_mode = env_overrides.pop("obs_mode", "dense")
+    tasks = resolve_tasks(tasks)
     env = make_env(preset, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
                    tasks=tasks, map_pool="eval", **env_overrides)
     if policy is not None:
@@ -287,6 +314,7 @@ def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None 
     rec_preset, world = _recipe_world(recipe)
     preset = preset or rec_preset or "competition2023"
     world.update(env_overrides)
+    tasks = resolve_tasks(tasks, (recipe or {}).get("_dir"))
     try:
         cfg = make_config(preset, tasks=tasks, map_pool="eval", **world)
     except ConfigError as e:

@@ -22,7 +22,7 @@ from . import nn as _components  # noqa: F401 - registers the components
 from .env import constants as C
 from .env.config import EnvConfig, make_config
 from .env.observe import expand_observation
-from .env.torchrl_env import ACTION_HEADS, head_sizes
+from .env.constants import ACTION_HEADS, head_sizes
 from .nn.decoders import MarketRows
 from .nn.registry import SpecError, build
 

@@ -9,6 +9,8 @@ lists terms with weights; :class:`RewardShaping` adds ``Σ weight · term`` to
 
 from __future__ import annotations
 
+import math
+
 import torch
 from tensordict import TensorDictBase
 from torchrl.envs import Transform
@@ -61,7 +63,8 @@ def _flag(value, name):
 
 
 def _number(value, name, positive=False):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or (positive and value <= 0):
+    if (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)
+            or (positive and value <= 0)):
         raise SpecError(f"{name}: expected a{' positive' if positive else ''} number, got {value!r}")
     return float(value)
 
@@ -332,8 +335,8 @@ class RewardShaping(Transform):
                 raise SpecError(f"{path}[{i}]: expected {{name: <term>, weight: <number>, ...}}")
             node = dict(node)
             weight = node.pop("weight")
-            if not isinstance(weight, (int, float)) or isinstance(weight, bool):
-                raise SpecError(f"{path}[{i}].weight: expected a number, got {weight!r}")
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
+                raise SpecError(f"{path}[{i}].weight: expected a finite number, got {weight!r}")
             self.terms.append((build("reward", node, f"{path}[{i}]"), float(weight)))
         self.memory: list[dict] = [{} for _ in self.terms]
         self._before: TensorDictBase | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDictBase
 
-from .torchrl_env import ACTION_HEADS
+from .constants import ACTION_HEADS
 
 
 def sample_masked(mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

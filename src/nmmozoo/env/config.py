@@ -7,6 +7,7 @@ field or a value out of range is a :class:`ConfigError` naming the field.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,6 +241,10 @@ class EnvConfig:
         return make_config(self, **overrides)
 
 
+INT32_MAX = 2 ** 31 - 1
+GOLD_MAX = 10 ** 9
+
+
 def _check(cond: bool, name: str, expected: str, value: Any) -> None:
     if not cond:
         raise ConfigError(f"env config field '{name}': expected {expected}, got {value!r}")
@@ -256,9 +261,11 @@ def _validate(c: EnvConfig) -> None:
         if isinstance(default, int):  # every integer setting is a count, a tick or an amount
             _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f.name,
                    "an integer ≥ 0", value)
+            _check(value <= INT32_MAX, f.name, f"≤ {INT32_MAX} (the game state is int32)", value)
         elif isinstance(default, float):
             _check(isinstance(value, (int, float)) and not isinstance(value, bool), f.name,
                    "a number", value)
+            _check(math.isfinite(value), f.name, "a finite number", value)
     _check(c.map_border >= c.vision, "map_border", f"≥ vision ({c.vision})", c.map_border)
     _check(c.playable >= 8 and c.playable % 2 == 0, "map_size",
            f"2·map_border + an even playable side ≥ 8 (map_border={c.map_border})", c.map_size)
@@ -300,7 +307,14 @@ def _validate(c: EnvConfig) -> None:
            f"in [0, vision={c.vision}] (NPCs find targets among who sees them)", c.npc_aggression_range)
     _check(c.npc_max_level >= 1, "npc_max_level", "≥ 1", c.npc_max_level)
     _check(c.inventory_slots >= 1, "inventory_slots", "≥ 1", c.inventory_slots)
-    _check(c.market_size >= 1, "market_size", "≥ 1", c.market_size)
+    _check(1 <= c.market_size <= 32767, "market_size", "in [1, 32767] (rows of the market observation)",
+           c.market_size)
+    _check(c.weakness_multiplier >= 0, "weakness_multiplier", "a damage multiplier ≥ 0",
+           c.weakness_multiplier)
+    _check(c.starting_gold <= GOLD_MAX, "starting_gold", f"in [0, {GOLD_MAX}] (gold is int32 and grows)",
+           c.starting_gold)
+    for name in ("health_max", "resource_base"):
+        _check(getattr(c, name) <= 32767, name, "≤ 32767 (observed as int16)", getattr(c, name))
     _check(c.listing_duration >= 0, "listing_duration", "≥ 0", c.listing_duration)
     _check(1 <= c.max_price <= 32767, "max_price", "in [1, 32767]", c.max_price)
     _check(1 <= c.stack_capacity <= 32767, "stack_capacity", "in [1, 32767]", c.stack_capacity)

@@ -6,6 +6,11 @@ presets live in :mod:`nmmozoo.env.config`, never here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import EnvConfig
+
 # --- materials -------------------------------------------------------------------------
 VOID, WATER, GRASS, SCRUB, FOLIAGE, STONE, SLAG, ORE = 0, 1, 2, 3, 4, 5, 6, 7
 STUMP, TREE, FRAGMENT, CRYSTAL, WEEDS, HERB, OCEAN, FISH = 8, 9, 10, 11, 12, 13, 14, 15
@@ -71,3 +76,19 @@ NUM_ITEM_COLUMNS = len(ITEM_COLUMNS)  # 16
 # Equipment slots an entity holds (part 2 of the environment fills them).
 EQUIP_SLOTS = ("hat", "top", "bottom", "held", "ammunition")
 NUM_EQUIP_SLOTS = len(EQUIP_SLOTS)
+
+
+# --- action heads (the env, the workers, the observation and the policy all read these) ---
+ACTION_HEADS = ("move", "attack_style", "attack_target", "use_item", "destroy_item", "give_item",
+                "give_target", "give_gold_amount", "give_gold_target", "sell_item", "sell_price",
+                "buy_item")
+
+
+def head_sizes(cfg: "EnvConfig") -> dict[str, int]:
+    """Options of each action head; the no-op is the last option of every item, target and
+    market head (prices have none: index i means i + 1 gold)."""
+    S1, K1 = cfg.inventory_slots + 1, cfg.num_entity_obs + 1
+    return {"move": NUM_MOVES, "attack_style": 3, "attack_target": K1, "use_item": S1,
+            "destroy_item": S1, "give_item": S1, "give_target": K1,
+            "give_gold_amount": cfg.max_price, "give_gold_target": K1, "sell_item": S1,
+            "sell_price": cfg.max_price, "buy_item": cfg.market_size + 1}

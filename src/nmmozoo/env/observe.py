@@ -186,7 +186,7 @@ class Observer:
         """With the item system off: empty inventories and market, no-op-only masks (built
         once: constant tensors, never written to)."""
         if getattr(self, "_no_items", None) is None:
-            from .torchrl_env import head_sizes  # noqa: PLC0415 (the env module imports this one)
+            from .constants import head_sizes
             cfg, dev = self.cfg, s.device
             B, P = s.num_maps, cfg.num_agents
             out = {"inventory": torch.zeros(B, P, cfg.inventory_slots, C.NUM_ITEM_COLUMNS,

@@ -15,22 +15,10 @@ from torchrl.envs import EnvBase
 
 from . import constants as C
 from .config import EnvConfig, make_config
+from .constants import ACTION_HEADS, head_sizes  # noqa: F401 (their old home: still importable here)
 from .workers import ShardedWorld
 from .world import STAT_NAMES, World
 
-ACTION_HEADS = ("move", "attack_style", "attack_target", "use_item", "destroy_item", "give_item",
-                "give_target", "give_gold_amount", "give_gold_target", "sell_item", "sell_price",
-                "buy_item")
-
-
-def head_sizes(cfg: EnvConfig) -> dict[str, int]:
-    """Options of each action head; the no-op is the last option of every item, target and
-    market head (prices have none: index i means i + 1 gold)."""
-    S1, K1 = cfg.inventory_slots + 1, cfg.num_entity_obs + 1
-    return {"move": C.NUM_MOVES, "attack_style": 3, "attack_target": K1, "use_item": S1,
-            "destroy_item": S1, "give_item": S1, "give_target": K1,
-            "give_gold_amount": cfg.max_price, "give_gold_target": K1, "sell_item": S1,
-            "sell_price": cfg.max_price, "buy_item": cfg.market_size + 1}
 OBS_MODES = ("dense", "compact")
 
 
@@ -58,6 +46,8 @@ class NMMOEnv(EnvBase):
         self.config = config
         self.obs_mode = obs_mode
         seed = 0 if seed is None else seed
+        if not isinstance(seed, int) or isinstance(seed, bool) or not -2 ** 63 <= seed < 2 ** 64:
+            raise ValueError(f"seed must be an integer (a 64-bit random seed), got {seed!r}")
         self.workers = workers
         if workers == 1:
             self.world = World(config, num_maps, self.device, seed, dense=obs_mode == "dense",

@@ -189,7 +189,8 @@ def _worker(conn, cfg, num_maps, lo, workers, obs_mode, seed, out, actions, rese
     with ``("ok", None)`` or ``("error", traceback)``."""
     torch.set_num_threads(1)  # one core per worker
     try:
-        from .torchrl_env import ACTION_HEADS, NMMOEnv
+        from .constants import ACTION_HEADS
+        from .torchrl_env import NMMOEnv
 
         env = NMMOEnv(cfg, num_maps=num_maps, seed=seed, obs_mode=obs_mode,
                       eval_offset=lo // num_maps, eval_stride=workers)

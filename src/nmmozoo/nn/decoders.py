@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..env.torchrl_env import ACTION_HEADS
+from ..env.constants import ACTION_HEADS
 from .registry import SpecError, register
 
 

@@ -11,13 +11,47 @@ import torch
 
 from ..env.config import EnvConfig
 from .predicates import PREDICATES, resolve_args
-from .spec import MAX_CLAUSES, TaskSpec
+from .spec import MAX_CLAUSES, TaskError, TaskSpec
 
 PRED_NAMES = tuple(sorted(PREDICATES))
 PRED_INDEX = {n: i for i, n in enumerate(PRED_NAMES)}
 MAX_ARGS = max(len(p.args) for p in PREDICATES.values())
 KIND_PROGRESS, KIND_ONGOING, KIND_HOLD = range(3)
 CATEGORIES = ("survival", "combat", "exploration", "skill", "item", "market")
+
+
+ITEM_PREDICATES = ("OwnItem", "EquipItem", "FullyArmed", "ConsumeItem", "HarvestItem", "ListItem",
+                   "BuyItem")
+
+
+def check_fits(specs: list[TaskSpec], cfg: EnvConfig, source: str = "tasks") -> None:
+    """Refuse a task that can never complete on this world: a tile outside the walkable
+    square, a level above its cap, more members than the subject has, more free slots than the inventory has. The error names ``source[i]`` (the
+    file and entry), the task and the argument. (The shipped task sets are written for the
+    competition map and are not checked: they run on the small presets too. A tick past the
+    horizon is allowed: short horizons are a common way to run a quick test.)"""
+    lo, hi = cfg.map_border, cfg.map_size - cfg.map_border  # walkable rows and columns
+    for i, sp in enumerate(specs):
+        members = cfg.team_size if sp.subject == "team" else 1
+        for c in sp.clauses:
+            a = resolve_args(c.predicate, dict(c.args))
+            limits = []
+            if c.predicate == "OccupyTile":
+                limits += [("row", lo, hi, f"a walkable row of the {cfg.map_size}-tile map"),
+                           ("col", lo, hi, f"a walkable column of the {cfg.map_size}-tile map")]
+            if c.predicate == "AttainSkill":
+                cap = len(cfg.level_thresholds)
+                limits.append(("level", 0, cap, f"≤ the level cap ({cap})"))
+            if c.predicate in ITEM_PREDICATES:
+                limits.append(("level", 0, cfg.max_item_level, f"≤ max_item_level ({cfg.max_item_level})"))
+            if c.predicate == "InventorySpaceGE":
+                limits.append(("space", 0, cfg.inventory_slots, f"≤ inventory_slots ({cfg.inventory_slots})"))
+            if PREDICATES[c.predicate].combine == "members":
+                limits.append(("num_agent", 1, members, f"≤ the subject's members ({members})"))
+            for arg, low, high, what in limits:
+                if not low <= a[arg] <= high:
+                    raise TaskError(f"{source}[{i}] ({sp.name or sp.text()}): {c.predicate} argument "
+                                    f"{arg}={a[arg]} can never be met: expected {what}, in [{low}, {high}]")
 
 
 class Context:
@@ -44,6 +78,8 @@ class TaskEngine:
         if not specs:
             raise ValueError("a task set needs at least one task")
         self.cfg, self.specs, self.schedule = cfg, list(specs), schedule
+        if cfg.tasks not in ("curriculum", "heldout", "none"):  # a user's task file
+            check_fits(self.specs, cfg, cfg.tasks)
         T, K, A = len(specs), MAX_CLAUSES, MAX_ARGS
         pred = torch.full((T, K), -1, dtype=torch.int64)
         args = torch.zeros(T, K, A, dtype=torch.int64)

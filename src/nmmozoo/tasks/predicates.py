@@ -29,6 +29,7 @@ ITEM_IDS = {name: i for i, name in C.ITEM_NAMES.items()}
 STYLES = {"melee": 0, "range": 1, "mage": 2}
 AGENT_TYPES = {"player": 0, "npc": 1}
 GROUPS = {"team": 0, "others": 1}
+INT_MAX = 2 ** 31 - 1  # integer arguments are compared with int32 state
 
 
 class PredicateError(ValueError):
@@ -90,8 +91,9 @@ def resolve_args(name: str, args: dict[str, Any]) -> dict[str, int]:
         else:
             value = args[arg]
         if kind == "int":
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise PredicateError(f"{name}: argument {arg}={value!r} must be an integer ≥ 0")
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= INT_MAX:
+                raise PredicateError(f"{name}: argument {arg}={value!r} must be an integer in "
+                                     f"[0, {INT_MAX}]")
             out[arg] = value
         else:
             table = {"item": ITEM_IDS, "skill": {n: i for i, n in enumerate(C.SKILL_NAMES)},

@@ -18,9 +18,12 @@ YAML (a list of these, see ``docs/tasks.md``)::
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from .predicates import PredicateError
 
 REWARD_KINDS = ("progress", "ongoing", "hold")
 SUBJECTS = ("agent", "team")
@@ -90,7 +93,7 @@ def _clause(predicate: str, args: dict[str, Any], negate: bool = False) -> Claus
 
 def _spec(clauses, combine="and", subject="agent", reward="progress", hold_ticks=0, weight=1.0,
           tags=(), category=None, name=None) -> TaskSpec:
-    where = name or "task"
+    where = name if isinstance(name, str) and name else "task"
     if combine not in ("and", "or"):
         raise TaskError(f"{where}: combine must be 'and' or 'or', got {combine!r}")
     if subject not in SUBJECTS:
@@ -105,8 +108,12 @@ def _spec(clauses, combine="and", subject="agent", reward="progress", hold_ticks
         raise TaskError(f"{where}: reward 'hold' needs hold_ticks ≥ 1")
     if not 1 <= len(clauses) <= MAX_CLAUSES:
         raise TaskError(f"{where}: a task has 1..{MAX_CLAUSES} predicates, got {len(clauses)}")
-    if not (isinstance(weight, (int, float)) and weight >= 0):
-        raise TaskError(f"{where}: weight must be a number ≥ 0, got {weight!r}")
+    if not (isinstance(weight, (int, float)) and not isinstance(weight, bool)
+            and math.isfinite(weight) and weight >= 0):
+        raise TaskError(f"{where}: weight must be a finite number ≥ 0, got {weight!r}")
+    for key, value in (("category", category), ("name", name)):
+        if value is not None and not isinstance(value, str):
+            raise TaskError(f"{where}: {key} must be a string, got {value!r}")
     return TaskSpec(tuple(clauses), combine, subject, reward, int(hold_ticks), float(weight),
                     tuple(tags), category, name)
 
@@ -163,7 +170,12 @@ def from_dict(d: dict[str, Any], where: str = "task") -> TaskSpec:
         raise TaskError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
     meta = {k: d[k] for k in ("reward", "hold_ticks", "weight", "tags", "category", "subject", "name")
             if k in d}
+    for key in ("name", "category"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            raise TaskError(f"{where}: {key} must be a string, got {meta[key]!r}")
     meta["name"] = meta.get("name") or where
+    if "not" in d and not isinstance(d["not"], bool):
+        raise TaskError(f"{where}.not: expected true or false, got {d['not']!r}")
     kinds = [k for k in ("predicate", "all_of", "any_of") if k in d]
     if len(kinds) > 1:
         raise TaskError(f"{where}: give one of 'predicate', 'all_of', 'any_of', not {kinds}")
@@ -172,6 +184,9 @@ def from_dict(d: dict[str, Any], where: str = "task") -> TaskSpec:
             key = kinds[0]
             if not isinstance(d[key], list) or not d[key]:
                 raise TaskError(f"{where}.{key}: expected a non-empty list of tasks")
+            if "not" in d or "args" in d:
+                raise TaskError(f"{where}: 'not' and 'args' belong to each predicate of '{key}', "
+                                "not to the combination")
             parts = [from_dict(x, f"{where}.{key}[{i}]") for i, x in enumerate(d[key])]
             defaults = {"subject": "agent", "reward": "progress", "hold_ticks": 0, "weight": 1.0,
                         "tags": (), "category": None}
@@ -183,9 +198,9 @@ def from_dict(d: dict[str, Any], where: str = "task") -> TaskSpec:
         if not isinstance(args, dict):
             raise TaskError(f"{where}.args: expected a mapping")
         return _spec([_clause(d["predicate"], dict(args), bool(d.get("not", False)))], **meta)
-    except TaskError as e:
+    except (TaskError, PredicateError) as e:  # the same kind of error, naming the entry
         msg = str(e)
-        raise TaskError(msg if msg.startswith(where) else f"{where}: {msg}") from None
+        raise type(e)(msg if msg.startswith(where) else f"{where}: {msg}") from None
 
 
 def to_dict(spec: TaskSpec) -> dict[str, Any]:
