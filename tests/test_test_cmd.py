@@ -1,4 +1,4 @@
-"""`nmmozoo test`: PvE evaluation with 95% t-intervals over seeds, sources (random, untrained,
+"""`nmmozoo test`: PvE and PvP evaluation with 95% t-intervals over seeds, sources (random, untrained,
 .safetensors, .ckpt, last), clear errors, and the report (JSON, Markdown, PNG)."""
 
 from __future__ import annotations
@@ -87,7 +87,10 @@ def test_clear_errors(tmp_path, capsys):
     assert "not readable" in err("baseline_tiny", "--ckpt_path", str(bad))
     assert "--ckpt_path last: no" in err("demo", "--ckpt_path", "last", "--run_dir", str(tmp_path))
     assert "random policy has no weights" in err("random", "--ckpt_path", "x")
-    assert "pvp is not implemented" in err("random", "--protocol", "pvp")
+    assert "at least 2 policies" in err("random", "--protocol", "pvp")
+    assert "do not split into 3 equal groups" in err("random", "forager", "random", "--protocol", "pvp")
+    assert "unknown model or recipe 'nosuch'" in err("random", "nosuch", "--protocol", "pvp")
+    assert "scripted forager has no weights" in err("forager", "--ckpt_path", "x")
     assert "repeated seed" in (main(["test", "random", "--seeds", "1", "1"]) == 2 and capsys.readouterr().err)
 
 
@@ -128,3 +131,57 @@ def test_a_fits_checkpoint_and_last(tmp_path, capsys):
     res = json.loads((rep / "results.json").read_text())
     assert res["policies"][0]["training_steps"] == 12288 and res["policies"][0]["score"]["ci95"] is None
     assert "| 12,288 |" in (rep / "results.md").read_text()
+
+
+def test_the_scripted_forager_acts_within_the_masks():
+    import torch
+
+    from nmmozoo import make_env
+    from nmmozoo.env.constants import ACTION_HEADS
+    from nmmozoo.scripted import Forager
+
+    env = make_env("tiny", num_maps=2, tasks="none", map_pool="eval", horizon=20, num_npcs=4)
+    td, f = env.reset(), Forager(seed=0)
+    for _ in range(20):
+        f.act(td)
+        for h in ACTION_HEADS:
+            a = td["agents", "action", h]
+            ok = td["agents", "action_mask", h].gather(-1, a[..., None]).squeeze(-1)
+            assert bool(ok[td["agents", "mask"]].all()), h
+        td = env.step(td)["next"]
+    assert torch.is_tensor(td["agents", "mask"])
+
+
+def test_pvp_random_against_the_forager(tmp_path, capsys):
+    """Random and the scripted forager share the same 4 held-out maps (8 agents each, groups
+    rotated): each is scored on its own agents, and the forager lives longer and completes
+    its survival task more often."""
+    from nmmozoo.evaluate import evaluate
+
+    kw = {"preset": "tiny", "tasks": "recipes/tasks/survival.yaml", "num_maps": 4, "episodes": 1, "horizon": 60}
+    r = evaluate(policies=[None, "forager"], seed=0, **kw)
+    rnd, fo = r["policies"]
+    assert r["protocol"] == "pvp" and r["groups"] == 2 and r["group_size"] == 8
+    assert rnd["agent_episodes"] == fo["agent_episodes"] == 4 * 8
+    assert fo["lifespan"] > rnd["lifespan"] and fo["completion"] > rnd["completion"]
+    # the same seed, the policies' order swapped: the same games with the groups exchanged
+    swapped = evaluate(policies=["forager", None], seed=1, **kw)["policies"]
+    assert swapped[0]["lifespan"] > swapped[1]["lifespan"]
+    rep = tmp_path / "rep"
+    assert main(["test", "random", "forager", "--protocol", "pvp", "--preset", "tiny", "--num_maps", "4",
+                 "--horizon", "60", "--tasks", "recipes/tasks/survival.yaml", "--seeds", "0", "1",
+                 "--threads", "1", "--report", str(rep)]) == 0
+    out = capsys.readouterr().out
+    assert "PvP: 2 policies share each of 4 held-out maps, 8 agents each" in out
+    res = json.loads((rep / "results.json").read_text())
+    assert res["protocol"] == "pvp" and res["setting"]["policies"] == ["random", "forager"]
+    by = {p["name"]: p for p in res["policies"]}
+    assert set(by) == {"random", "forager"}
+    assert by["forager"]["lifespan"]["mean"] > by["random"]["lifespan"]["mean"]
+    assert by["forager"]["completion"]["mean"] > by["random"]["completion"]["mean"]
+    assert by["random"]["agent_episodes"] == by["forager"]["agent_episodes"] == 2 * 4 * 8
+    assert "# PvP evaluation" in (rep / "results.md").read_text()
+    # one policy twice: told apart
+    assert main(["test", "forager", "forager", "--protocol", "pvp", "--preset", "tiny", "--num_maps", "1",
+                 "--horizon", "4", "--tasks", "none", "--seeds", "0", "--threads", "1"]) == 0
+    assert "forager #2: lifespan" in capsys.readouterr().out

@@ -334,11 +334,13 @@ def _fit(argv: list[str]) -> int:
 
 
 TEST_DESCRIPTION = """Evaluate policies on the held-out maps (PvE: every agent plays the policy; the
-held-out tasks on a schedule, so each is tried equally often). MODEL_OR_RECIPE: 'random' (the
-random masked policy), a recipe (name or YAML path) or a zoo model; --ckpt_path: a pretrained
+held-out tasks on a schedule, so each is tried equally often; --protocol pvp: the policies share
+each map, the agent slots split into equal contiguous groups, one per policy, rotated across maps,
+episodes and seeds, each policy scored on its own agents only). MODEL_OR_RECIPE: 'random' (the
+random masked policy), 'forager' (the scripted forager, nmmozoo.scripted), a recipe (name or YAML path) or a zoo model; --ckpt_path: a pretrained
 name (checkpoints/index.yaml), a .safetensors export, a fit's .ckpt, or 'last'
 (runs/<recipe>/checkpoints/last.ckpt); without it, the untrained model (torch.manual_seed(
---init_seed)). Several MODEL_OR_RECIPE: each with its --ckpt_path in order (or none). Every
+--init_seed)). Several MODEL_OR_RECIPE: each with its --ckpt_path in order ('none' for one without weights). Every
 number comes with its 95%% Student-t interval over --seeds. The env: --preset (default: the
 recipe's or checkpoint's, else competition2023) with the recipe's world fields, then
 --horizon / --num_npcs."""
@@ -347,19 +349,25 @@ recipe's or checkpoint's, else competition2023) with the recipe's world fields, 
 def _test(a: argparse.Namespace) -> int:
     import os
 
-    from nmmozoo.evaluate import CI_METHOD, EvalError, evaluate_seeds, load_for_test
+    from nmmozoo.evaluate import (
+        CI_METHOD,
+        EvalError,
+        evaluate_seeds,
+        evaluate_seeds_pvp,
+        load_for_test,
+    )
     from nmmozoo.report import ReportError, write_report
 
     def fail(msg: str) -> int:
         print(f"nmmozoo test: {msg}", file=sys.stderr)
         return 2
 
-    if a.protocol != "pve":
-        return fail("--protocol pvp is not implemented yet (several policies sharing maps, issue #15); "
-                    "use --protocol pve")
+    pvp = a.protocol == "pvp"
+    if pvp and len(a.model) < 2:
+        return fail(f"--protocol pvp: give at least 2 policies to share the maps, got {a.model}")
     if a.ckpt_path and len(a.ckpt_path) != len(a.model):
         return fail(f"--ckpt_path: {len(a.ckpt_path)} path(s) for {len(a.model)} model(s); give one per "
-                    "MODEL_OR_RECIPE, in order")
+                    "MODEL_OR_RECIPE, in order ('none' for one without weights)")
     if a.episodes < 1 or a.num_maps < 1:
         return fail(f"--episodes and --num_maps must be >= 1, got {a.episodes}, {a.num_maps}")
     if not a.seeds:
@@ -369,37 +377,54 @@ def _test(a: argparse.Namespace) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     overrides = {k: v for k, v in (("horizon", a.horizon), ("num_npcs", a.num_npcs)) if v is not None}
-    results, setting = [], None
+    from nmmozoo.env import make_config
+
+    sources, setting, cfg = [], None, None
     for i, model in enumerate(a.model):
+        ck = a.ckpt_path[i] if a.ckpt_path else None
         try:
-            src = load_for_test(model, a.ckpt_path[i] if a.ckpt_path else None, run_dir=a.run_dir,
+            src = load_for_test(model, None if ck in (None, "none") else ck, run_dir=a.run_dir,
                                 preset=a.preset, tasks=a.tasks, init_seed=a.init_seed, **overrides)
         except (EvalError, ValueError) as e:
             return fail(str(e))
-        from nmmozoo.env import make_config
-
         cfg = make_config(src["preset"], **src["env"])
-        this = {"protocol": "pve", "preset": src["preset"], "tasks": a.tasks, "num_maps": a.num_maps,
+        this = {"protocol": a.protocol, "preset": src["preset"], "tasks": a.tasks, "num_maps": a.num_maps,
                 "episodes": a.episodes, "seeds": list(a.seeds), "env": src["env"], "horizon": cfg.horizon,
                 "deterministic": a.deterministic, "device": a.device, "threads": torch.get_num_threads()}
         if setting is not None and this != setting:
             return fail(f"{model}: evaluated in another setting than {a.model[0]} ({this} vs {setting}); "
                         "compare policies on one preset and env (give --preset)")
         setting = this
-        per_seed = a.num_maps * a.episodes * cfg.num_agents
-        if a.tasks == "heldout" and per_seed < 63:
-            print(f"nmmozoo test: warning: {per_seed} agent-episodes per seed < 63 held-out tasks; tasks "
-                  "never tried count 0 in the score (raise --num_maps or --episodes)", file=sys.stderr)
-        try:
-            r = evaluate_seeds(src["policy"], seeds=a.seeds, name=src["name"], preset=src["preset"],
-                               tasks=a.tasks, num_maps=a.num_maps, episodes=a.episodes,
-                               deterministic=a.deterministic, device=a.device, **src["env"])
-        except (EvalError, ValueError) as e:
-            return fail(f"{model}: {e}")
+        sources.append(src)
+    G = len(sources)
+    if pvp:
+        if cfg.num_agents % G:
+            return fail(f"--protocol pvp: {cfg.num_agents} agents per map do not split into {G} equal "
+                        "groups (one per policy)")
+        base = [s["name"] for s in sources]  # the same policy twice: told apart by its order
+        names = [f"{n} #{base[:i].count(n) + 1}" if base.count(n) > 1 else n for i, n in enumerate(base)]
+        setting["policies"] = names
+        setting["group_size"] = cfg.num_agents // G
+    per_seed = a.num_maps * a.episodes * cfg.num_agents // (G if pvp else 1)
+    if a.tasks == "heldout" and per_seed < 63:
+        print(f"nmmozoo test: warning: {per_seed} agent-episodes per seed and policy < 63 held-out tasks; "
+              "tasks never tried count 0 in the score (raise --num_maps or --episodes)", file=sys.stderr)
+    kw = dict(preset=setting["preset"], tasks=a.tasks, num_maps=a.num_maps, episodes=a.episodes,
+              deterministic=a.deterministic, device=a.device, **setting["env"])
+    try:
+        if pvp:
+            results = evaluate_seeds_pvp([s["policy"] for s in sources], names, seeds=a.seeds, **kw)
+        else:
+            results = [evaluate_seeds(s["policy"], seeds=a.seeds, name=s["name"], **kw) for s in sources]
+    except (EvalError, ValueError) as e:
+        return fail(str(e))
+    if pvp:
+        print(f"PvP: {G} policies share each of {a.num_maps} held-out maps, {setting['group_size']} agents each "
+              "(contiguous groups, rotated across maps, episodes and seeds); each scored on its own agents:")
+    fmt = lambda st, k=1: "–" if st is None else (
+        f"{st['mean'] * k:.2f}" + ("" if st["half_width"] is None else f" ± {st['half_width'] * k:.2f}"))
+    for src, r in zip(sources, results):
         r["source"], r["training_steps"] = src["source"], src["training_steps"]
-        results.append(r)
-        fmt = lambda st, k=1: "–" if st is None else (
-            f"{st['mean'] * k:.2f}" + ("" if st["half_width"] is None else f" ± {st['half_width'] * k:.2f}"))
         print(f"{r['name']}: " + (f"score {fmt(r.get('score'))} / 100, " if "score" in r else "")
               + (f"completion {fmt(r.get('completion'), 100)}%, " if "completion" in r else "")
               + f"lifespan {fmt(r['lifespan'])} ticks; {r['agent_episodes']:,} agent-episodes, "
@@ -437,11 +462,13 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="env throughput (benchmarks/env_throughput.py)")
     b.add_argument("args", nargs=argparse.REMAINDER)
     b.set_defaults(func=_bench)
-    t = sub.add_parser("test", help="evaluate policies on held-out maps and tasks (PvE), with "
+    t = sub.add_parser("test", help="evaluate policies on held-out maps and tasks (PvE or PvP), with "
                        "95%% intervals over seeds and an optional report", description=TEST_DESCRIPTION)
     t.add_argument("model", nargs="+", metavar="MODEL_OR_RECIPE")
     t.add_argument("--ckpt_path", nargs="+", metavar="NAME|PATH|last")
-    t.add_argument("--protocol", default="pve", choices=["pve", "pvp"])
+    t.add_argument("--protocol", default="pve", choices=["pve", "pvp"],
+                   help="pve: each policy alone on its maps; pvp: the policies share each map, one equal "
+                   "group of agents each, groups rotated, each scored on its own agents")
     t.add_argument("--episodes", type=int, default=1, help="whole episodes per map and seed")
     t.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     t.add_argument("--num_maps", type=int, default=8)

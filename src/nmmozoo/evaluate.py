@@ -68,68 +68,26 @@ def check_sizes(policy, env) -> None:
                         "preset and env settings it was trained with")
 
 
-@torch.no_grad()
-def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout", num_maps: int = 8,
-             episodes: int = 1, seed: int = 0, deterministic: bool = False, device: str = "cpu",
-             samples: bool = False, **env_overrides: Any) -> dict[str, Any]:
-    """Play ``episodes`` episodes on each of ``num_maps`` held-out maps. ``policy`` is a zoo
-    :class:`~nmmozoo.policy.Policy` (None: random masked actions). Returns the mean
-    ``lifespan`` (ticks), ``completion`` (share of agent-episodes whose task was completed),
-    ``by_task`` and ``by_category`` completion rates, the held-out ``score`` when the tasks
-    are the held-out set, ``agent_episodes``, ``agent_steps`` (live agent-steps played in the
-    counted episodes) and ``wall_s``; with ``samples`` also every agent-episode's
-    ``lifespans`` (a list). A policy built for other env sizes is an :class:`EvalError`."""
-    t0 = time.perf_counter()
-    if episodes < 1 or num_maps < 1:
-        raise ValueError(f"episodes and num_maps must be ≥ 1, got {episodes}, {num_maps}")
-    obs_mode = env_overrides.pop("obs_mode", "dense")
-    tasks = resolve_tasks(tasks)
-    env = make_env(preset, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
-                   tasks=tasks, map_pool="eval", **env_overrides)
-    if policy is not None:
-        check_sizes(policy, env)
-        policy = policy.to(device).eval()
-    P = env.config.num_agents
-    engine = env.world.tasks
-    if engine is not None:  # each ended agent-episode's task comes with the step
-        env = TransformedEnv(env, TaskIds())
-    specs = engine.specs if engine is not None else []
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    torch.manual_seed(seed)
-    td = env.reset()
-    B = num_maps
-    recurrent = policy is not None and policy.recurrent_shape is not None
-    if recurrent:
-        td["agents", "recurrent_state"] = torch.zeros(B, P, *policy.recurrent_shape, device=device)
-        td["is_init"] = torch.ones(B, 1, dtype=torch.bool, device=device)
-    finished = torch.zeros(B, dtype=torch.int64)
-    lifespans, task_ids, completed = [], [], []  # per ended agent-episode
-    agent_steps = 0
-    while bool((finished < episodes).any()):
-        counted = (finished < episodes).to(td.device)
-        agent_steps += int(td["agents", "mask"].reshape(B, -1)[counted].sum())
-        if policy is None:
-            random_actions(td, generator=gen)
-        else:
-            policy.act(td, deterministic=deterministic)
-        step, td = env.step_and_maybe_reset(td)
-        nxt = step["next"]
-        ended = nxt["done"].reshape(B).cpu() & (finished < episodes)
-        if ended.any():
-            lifespans.append(nxt["agents", "stats"][..., LIFESPAN].cpu()[ended].float().reshape(-1))
-            if engine is not None:
-                completed.append(nxt["agents", "task_completed"].cpu()[ended].reshape(-1).float())
-                task_ids.append(nxt["agents", "task_id"].cpu()[ended].reshape(-1))
-        finished += nxt["done"].reshape(B).cpu().long()
-        if recurrent:
-            td["agents", "recurrent_state"] = step["next", "agents", "recurrent_state"]
-            td["is_init"] = nxt["done"].reshape(B, 1).clone()
-    life = torch.cat(lifespans)
-    out: dict[str, Any] = {"lifespan": float(life.mean()), "agent_episodes": int(life.numel()),
-                           "agent_steps": agent_steps}
+def _actor(p, seed: int):
+    """A policy as evaluated: None (random masked actions), ``"forager"`` (or another scripted
+    policy's name) or a policy object with ``act(td)``."""
+    if isinstance(p, str):
+        from .scripted import SCRIPTED, make_scripted
+
+        if p not in SCRIPTED:
+            raise EvalError(f"unknown policy {p!r}: None (random), a policy object or a scripted "
+                            f"policy ({', '.join(SCRIPTED)})")
+        return make_scripted(p, seed=seed)
+    return p
+
+
+def _summary(lifespans, task_ids, completed, agent_steps: int, specs, tasks, samples: bool) -> dict[str, Any]:
+    life = torch.cat(lifespans) if lifespans else torch.zeros(0)
+    out: dict[str, Any] = {"lifespan": float(life.mean()) if life.numel() else float("nan"),
+                           "agent_episodes": int(life.numel()), "agent_steps": agent_steps}
     if samples:
         out["lifespans"] = life.tolist()
-    if engine is not None:
+    if specs:
         ids, comp = torch.cat(task_ids), torch.cat(completed)
         out["completion"] = float(comp.mean())
         names = [sp.name or f"task_{i}" for i, sp in enumerate(specs)]
@@ -139,8 +97,128 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
             from .tasks import score
 
             out["score"] = score(out["by_task"])
-    out["wall_s"] = time.perf_counter() - t0
     return out
+
+
+@torch.no_grad()
+def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout", num_maps: int = 8,
+             episodes: int = 1, seed: int = 0, deterministic: bool = False, device: str = "cpu",
+             samples: bool = False, policies: list | None = None, **env_overrides: Any) -> dict[str, Any]:
+    """Play ``episodes`` episodes on each of ``num_maps`` held-out maps. ``policy`` is a zoo
+    :class:`~nmmozoo.policy.Policy` (None: random masked actions; ``"forager"``: the scripted
+    forager of :mod:`nmmozoo.scripted`). Returns the mean
+    ``lifespan`` (ticks), ``completion`` (share of agent-episodes whose task was completed),
+    ``by_task`` and ``by_category`` completion rates, the held-out ``score`` when the tasks
+    are the held-out set, ``agent_episodes``, ``agent_steps`` (live agent-steps played in the
+    counted episodes) and ``wall_s``; with ``samples`` also every agent-episode's
+    ``lifespans`` (a list). A policy built for other env sizes is an :class:`EvalError`.
+
+    **PvP**: ``policies=[p0, p1, ...]`` (each as ``policy``) share every map. The agent slots
+    are split into ``len(policies)`` equal contiguous groups; on map ``b`` in its ``e``-th
+    episode policy ``i`` plays group ``(i + seed + b + e) % G``, so over maps, episodes and
+    seeds each policy plays each group's positions. Every policy is run on the whole batch
+    and only its own agents' actions are kept. Returns ``{"protocol": "pvp", "groups",
+    "policies": [one PvE-style result per policy, from its own agents only], "wall_s"}``."""
+    t0 = time.perf_counter()
+    if episodes < 1 or num_maps < 1:
+        raise ValueError(f"episodes and num_maps must be ≥ 1, got {episodes}, {num_maps}")
+    pvp = policies is not None
+    actors = [_actor(p, seed + 7919 * i) for i, p in enumerate(policies if pvp else [policy])]
+    if pvp and len(actors) < 2:
+        raise EvalError(f"PvP needs at least 2 policies, got {len(actors)}")
+    obs_mode = env_overrides.pop("obs_mode", "dense")
+    tasks = resolve_tasks(tasks)
+    env = make_env(preset, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
+                   tasks=tasks, map_pool="eval", **env_overrides)
+    P = env.config.num_agents
+    G = len(actors)
+    if P % G:
+        raise EvalError(f"PvP: {P} agents per map do not split into {G} equal groups (one per policy)")
+    for i, a in enumerate(actors):
+        if a is not None:
+            if getattr(a, "sizes", None) is not None:
+                check_sizes(a, env)
+            actors[i] = a.to(device).eval()
+    engine = env.world.tasks
+    if engine is not None:  # each ended agent-episode's task comes with the step
+        env = TransformedEnv(env, TaskIds())
+    specs = engine.specs if engine is not None else []
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    torch.manual_seed(seed)
+    td = env.reset()
+    B = num_maps
+    states = [None] * G  # recurrent states, per policy
+    for i, a in enumerate(actors):
+        if a is not None and getattr(a, "recurrent_shape", None) is not None:
+            states[i] = torch.zeros(B, P, *a.recurrent_shape, device=device)
+    is_init = torch.ones(B, 1, dtype=torch.bool, device=device)
+    group = (torch.arange(P) // (P // G))[None, :]  # [1, P]
+
+    def owners(fin: torch.Tensor) -> torch.Tensor:  # [B, P]: the policy playing each agent slot
+        rot = (seed + torch.arange(B) + fin) % G
+        return ((group - rot[:, None]) % G).to(td.device)
+
+    finished = torch.zeros(B, dtype=torch.int64)
+    lifespans = [[] for _ in range(G)]
+    task_ids = [[] for _ in range(G)]
+    completed = [[] for _ in range(G)]
+    agent_steps = [0] * G
+    while bool((finished < episodes).any()):
+        counted = (finished < episodes).to(td.device)
+        own = owners(finished)
+        live = td["agents", "mask"] & counted[:, None]
+        for i in range(G):
+            agent_steps[i] += int((live & (own == i)).sum())
+        chosen = {}
+        for i, a in enumerate(actors):
+            if a is None:
+                random_actions(td, generator=gen)
+            else:
+                if states[i] is not None:
+                    td["agents", "recurrent_state"] = states[i]
+                    td["is_init"] = is_init
+                a.act(td, deterministic=deterministic)
+                if states[i] is not None:
+                    states[i] = td["next", "agents", "recurrent_state"]
+                    del td["next"]
+                    del td["agents", "recurrent_state"]
+                    del td["is_init"]
+            if G == 1:
+                break
+            for h, v in td["agents", "action"].items():
+                chosen[h] = v.clone() if i == 0 else torch.where(own == i, v, chosen[h])
+        for h, v in chosen.items():
+            td.set(("agents", "action", h), v)
+        step, td = env.step_and_maybe_reset(td)
+        nxt = step["next"]
+        done = nxt["done"].reshape(B).cpu()
+        ended = done & (finished < episodes)
+        if ended.any():
+            own_c = own.cpu()[ended]
+            life = nxt["agents", "stats"][..., LIFESPAN].cpu()[ended].float()
+            comp = nxt["agents", "task_completed"].cpu()[ended].float() if engine is not None else None
+            tid = nxt["agents", "task_id"].cpu()[ended] if engine is not None else None
+            for i in range(G):
+                sel = own_c == i
+                lifespans[i].append(life[sel].reshape(-1))
+                if engine is not None:
+                    completed[i].append(comp[sel].reshape(-1))
+                    task_ids[i].append(tid[sel].reshape(-1))
+        finished += done.long()
+        is_init = nxt["done"].reshape(B, 1).clone()
+        for i in range(G):
+            if states[i] is not None:  # a new episode starts from a zero state
+                states[i] = torch.where(is_init.reshape(B, *[1] * (states[i].dim() - 1)),
+                                        torch.zeros_like(states[i]), states[i])
+    outs = [_summary(lifespans[i], task_ids[i], completed[i], agent_steps[i], specs, tasks, samples)
+            for i in range(G)]
+    wall = time.perf_counter() - t0
+    if not pvp:
+        outs[0]["wall_s"] = wall
+        return outs[0]
+    for o in outs:
+        o["wall_s"] = wall
+    return {"protocol": "pvp", "groups": G, "group_size": P // G, "policies": outs, "wall_s": wall}
 
 
 # --- several seeds: 95% confidence intervals ---------------------------------------------------------
@@ -177,15 +255,7 @@ def t_interval(values) -> dict[str, Any]:
     return {"mean": mean, "ci95": [mean - h, mean + h], "half_width": h, "n": n, "per_seed": v}
 
 
-def evaluate_seeds(policy=None, seeds=(0, 1, 2), name: str = "policy", **kwargs: Any) -> dict[str, Any]:
-    """:func:`evaluate` once per seed; every number with its 95% t-interval over seeds
-    (``CI_METHOD``). Returns ``{name, seeds, lifespan, completion, score, score_by_category,
-    completion_by_category, completion_by_task, agent_episodes, agent_steps, wall_s,
-    lifespans}`` (``score*`` with the held-out tasks only)."""
-    seeds = list(seeds)
-    if not seeds:
-        raise EvalError("no seeds to evaluate")
-    runs = [evaluate(policy, seed=s, samples=True, **kwargs) for s in seeds]
+def _over_seeds(runs: list[dict], name: str, seeds: list[int]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": name, "seeds": seeds, "lifespan": t_interval(r["lifespan"] for r in runs),
                            "agent_episodes": sum(r["agent_episodes"] for r in runs),
                            "agent_steps": sum(r["agent_steps"] for r in runs),
@@ -202,6 +272,31 @@ def evaluate_seeds(policy=None, seeds=(0, 1, 2), name: str = "policy", **kwargs:
         cats = [c for c in runs[0]["score"] if c != "total"]
         out["score_by_category"] = {c: t_interval(r["score"][c] for r in runs) for c in cats}
     return out
+
+
+def evaluate_seeds(policy=None, seeds=(0, 1, 2), name: str = "policy", **kwargs: Any) -> dict[str, Any]:
+    """:func:`evaluate` once per seed; every number with its 95% t-interval over seeds
+    (``CI_METHOD``). Returns ``{name, seeds, lifespan, completion, score, score_by_category,
+    completion_by_category, completion_by_task, agent_episodes, agent_steps, wall_s,
+    lifespans}`` (``score*`` with the held-out tasks only)."""
+    seeds = list(seeds)
+    if not seeds:
+        raise EvalError("no seeds to evaluate")
+    runs = [evaluate(policy, seed=s, samples=True, **kwargs) for s in seeds]
+    return _over_seeds(runs, name, seeds)
+
+
+def evaluate_seeds_pvp(policies: list, names: list[str], seeds=(0, 1, 2), **kwargs: Any) -> list[dict[str, Any]]:
+    """PvP (:func:`evaluate` with ``policies``) once per seed: one result per policy, as
+    :func:`evaluate_seeds` gives, from that policy's own agents only (``wall_s``: the shared
+    games' time)."""
+    seeds = list(seeds)
+    if not seeds:
+        raise EvalError("no seeds to evaluate")
+    if len(names) != len(policies) or len(set(names)) != len(names):
+        raise EvalError(f"PvP: give one distinct name per policy, got {names}")
+    runs = [evaluate(policies=policies, seed=s, samples=True, **kwargs) for s in seeds]
+    return [_over_seeds([r["policies"][i] for r in runs], n, seeds) for i, n in enumerate(names)]
 
 
 # --- what `nmmozoo test` evaluates -----------------------------------------------------------------
@@ -234,7 +329,7 @@ def _trained_sizes(recipe: dict) -> dict:
 def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None = None,
                   preset: str | None = None, tasks: str = "heldout", init_seed: int = 0,
                   **env_overrides: Any) -> dict[str, Any]:
-    """Resolve ``nmmozoo test MODEL_OR_RECIPE --ckpt_path ...``: ``model`` is ``random``, a
+    """Resolve ``nmmozoo test MODEL_OR_RECIPE --ckpt_path ...``: ``model`` is ``random``, ``forager`` (scripted), a
     recipe (name or YAML path) or a model of the zoo; ``ckpt_path`` a pretrained name of
     ``checkpoints/index.yaml``, a ``.safetensors`` export, a fit's ``.ckpt``, ``last``
     (``runs/<recipe>/checkpoints/last.ckpt``, or ``run_dir``'s), or None: the untrained model
@@ -251,6 +346,20 @@ def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None 
     from .recipe import list_recipes, load_recipe
 
     recipe = None
+    from .scripted import SCRIPTED
+
+    if model in SCRIPTED:
+        if ckpt_path:
+            raise EvalError(f"the scripted {model} has no weights: drop --ckpt_path {ckpt_path!r}")
+        world = dict(env_overrides)
+        preset = preset or "competition2023"
+        tasks = resolve_tasks(tasks)
+        try:
+            make_config(preset, tasks=tasks, map_pool="eval", **world)
+        except ConfigError as e:
+            raise EvalError(str(e)) from None
+        return {"policy": model, "name": model, "source": f"scripted (nmmozoo.scripted.{SCRIPTED[model].__name__})",
+                "training_steps": 0, "preset": preset, "env": world}
     if model == "random":
         if ckpt_path:
             raise EvalError(f"the random policy has no weights: drop --ckpt_path {ckpt_path!r}")
@@ -260,7 +369,7 @@ def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None 
         except SpecError as e:
             raise EvalError(str(e)) from None
     elif model not in list_models():
-        raise EvalError(f"unknown model or recipe {model!r}: 'random', a recipe ({', '.join(list_recipes())}), "
+        raise EvalError(f"unknown model or recipe {model!r}: 'random', 'forager', a recipe ({', '.join(list_recipes())}), "
                         f"a recipe YAML path or a model ({', '.join(list_models())})")
     spec_name = None if model == "random" else model
     if recipe is not None:

@@ -57,7 +57,9 @@ def markdown(results: dict[str, Any]) -> str:
     agent-episodes; then the setting and how the intervals are computed."""
     s = results["setting"]
     head = ["policy", "training steps", "score", *CATEGORIES, "completion", "lifespan", "episodes"]
-    lines = [f"# PvE evaluation: {s['tasks']} tasks, held-out maps ({s['preset']})", "",
+    pvp = s.get("protocol") == "pvp"
+    title = ("PvP evaluation" if pvp else "PvE evaluation")
+    lines = [f"# {title}: {s['tasks']} tasks, held-out maps ({s['preset']})", "",
              "| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     for p in results["policies"]:
         cats = p.get("score_by_category") or {}
@@ -76,6 +78,10 @@ def markdown(results: dict[str, Any]) -> str:
               f"episode(s) per seed, tasks {s['tasks']}, env {s.get('env') or {}}, "
               f"{'argmax' if s.get('deterministic') else 'sampled'} actions, device {s.get('device')}, "
               f"{s.get('threads')} torch threads.")]
+    if pvp:
+        lines.append(f"- PvP: {', '.join(s.get('policies') or [])} share every map, {s.get('group_size')} "
+                     "agents each (contiguous slot groups, rotated across maps, episodes and seeds); each "
+                     "policy's numbers are from its own agents only.")
     for p in results["policies"]:
         lines.append(f"- {p['name']}: {p['source']}; {p['agent_steps']:,} agent-steps evaluated in "
                      f"{p['wall_s']:.1f} s.")
@@ -182,7 +188,8 @@ def write_report(directory: str | Path, setting: dict[str, Any], policies: list[
         lifespans[p["name"]] = [int(x) if float(x).is_integer() else float(x)
                                 for x in (p.pop("lifespans", []) or [])]
         entries.append(p)
-    results = {"protocol": "pve", "setting": setting, "ci_method": ci_method, "policies": entries,
+    results = {"protocol": setting.get("protocol", "pve"), "setting": setting, "ci_method": ci_method,
+               "policies": entries,
                "lifespan_samples": {p["name"]: lifespans.get(p["name"], []) for p in entries}}
     pngs = plots(results, lifespans)
     written = []
