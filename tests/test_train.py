@@ -263,12 +263,16 @@ def test_samples_are_the_first_live_agent_steps_in_tick_order():
 def test_sequences_are_per_agent_consecutive_live_steps():
     m = _tiny_module(bptt=2)
     sample = torch.zeros(1, 5, 2, dtype=torch.bool)  # one map, 5 ticks, 2 agents
-    sample[0, [0, 1, 3, 4], 0] = True  # agent 0 lives at ticks 0, 1, 3, 4 (a gap is skipped)
-    sample[0, [2, 3, 4], 1] = True  # agent 1: 3 steps -> a full and a padded sequence
-    table = m.sequences(sample)
+    sample[0, [0, 1, 3], 0] = True  # agent 0 lives at ticks 0, 1, 3 (a gap is skipped)
+    sample[0, [2, 3, 4], 1] = True  # agent 1: 3 steps
     flat = lambda t, p: t * 2 + p  # noqa: E731 - [maps, ticks, P] flattened
-    assert table.tolist() == [[flat(0, 0), flat(1, 0)], [flat(3, 0), flat(4, 0)],
-                              [flat(2, 1), flat(3, 1)], [flat(4, 1), -1]]
+    # BPTT models: a new sequence at every agent, the last one padded
+    assert m.sequences(sample, per_agent=True).tolist() == [
+        [flat(0, 0), flat(1, 0)], [flat(3, 0), -1], [flat(2, 1), flat(3, 1)], [flat(4, 1), -1]]
+    # feed-forward / stored-state models: the sorted samples cut as they come (public)
+    assert m.sequences(sample, per_agent=False).tolist() == [
+        [flat(0, 0), flat(1, 0)], [flat(3, 0), flat(2, 1)], [flat(3, 1), flat(4, 1)]]
+    assert m.sequences(sample).tolist() == m.sequences(sample, per_agent=False).tolist()  # demo
 
 
 def test_minibatches_take_the_public_strided_partition():

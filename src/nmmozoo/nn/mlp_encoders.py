@@ -1,5 +1,5 @@
 """Entity and item encoders built on a two-layer ReLU MLP over raw features plus embedded ids
-(Yao Feng's 2023 encoders; audit: shared/docs/ZOO_FIDELITY.md §3)."""
+(Yao Feng's 2023 encoders; source: CarperAI/nmmo-baselines @ f7d9850, contrib/sub_246505/policy.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Stacked LSTM cells with an activation after each cell (Yao Feng's 2023 memory: two
-``LSTMCell`` layers, ReLU after each; audit: shared/docs/ZOO_FIDELITY.md §3)."""
+``LSTMCell`` layers, ReLU after each; CarperAI/nmmo-baselines @ f7d9850, contrib/sub_246505/policy.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A residual tile encoder: the material embedded beside the tile's absolute map position, one
 post-norm residual block at full window size, two valid convolutions and an FC with LayerNorm
-(Yao Feng's 2023 tile encoder; its audit: shared/docs/ZOO_FIDELITY.md §3)."""
+(Yao Feng's 2023 tile encoder; CarperAI/nmmo-baselines @ f7d9850, contrib/sub_246505/policy.py)."""
 
 from __future__ import annotations
 

@@ -392,22 +392,33 @@ class PPOModule(L.LightningModule):
         keep = order & (order.reshape(-1).cumsum(0).reshape(order.shape) <= self.cfg.rollout_steps)
         return keep.transpose(0, 1)
 
-    def sequences(self, sample: torch.Tensor) -> torch.Tensor:
-        """Per-agent sequences of ``bptt`` consecutive samples: ``[n_seq, bptt]`` indices into
-        the rollout's agent-steps flattened as ``[maps, ticks, P]``, -1 where an agent's last
-        sequence is short. Sequences come in (map, agent, tick) order, the public sort."""
+    def sequences(self, sample: torch.Tensor, per_agent: bool | None = None) -> torch.Tensor:
+        """The samples cut into sequences of ``bptt``: ``[n_seq, bptt]`` indices into the
+        rollout's agent-steps flattened as ``[maps, ticks, P]``, -1 for padding, in (map,
+        agent, tick) order, the public sort. ``per_agent`` (the default for models trained
+        by BPTT through each sequence) starts a new sequence at every agent, padding its last
+        one; otherwise the sorted samples are cut as they come, one agent running into the
+        next, as the public trainer does (nothing is carried through a sequence then: the
+        model is feed-forward or re-runs each step from its stored state)."""
+        if per_agent is None:
+            per_agent = self.recurrent and not self.cfg.stored_state
         maps, T, P = sample.shape
         L = self.seq
         by_agent = sample.permute(0, 2, 1).reshape(maps * P, T)  # rows: (map, agent)
+        row, t = by_agent.nonzero(as_tuple=True)  # row-major: (map, agent) then tick
+        b, p = row // P, row % P
+        flat = (b * T + t) * P + p
+        if not per_agent:
+            table = torch.full((-(-flat.numel() // L) * L,), -1, dtype=torch.long, device=sample.device)
+            table[:flat.numel()] = flat
+            return table.view(-1, L)
         n = by_agent.sum(1)
         nseq = -(-n // L)
         first_seq = torch.cumsum(nseq, 0) - nseq
-        row, t = by_agent.nonzero(as_tuple=True)  # row-major: (map, agent) then tick
         start = torch.cumsum(n, 0) - n
         rank = torch.arange(row.numel(), device=row.device) - start[row]
         table = torch.full((int(nseq.sum()), L), -1, dtype=torch.long, device=sample.device)
-        b, p = row // P, row % P
-        table[first_seq[row] + rank // L, rank % L] = (b * T + t) * P + p
+        table[first_seq[row] + rank // L, rank % L] = flat
         return table
 
     def minibatches(self, n_seq: int):
