@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import yaml
 
+from ._files import atomic_write
 from .policy import Policy, create_policy
 
 CACHE = Path(os.environ.get("NMMOZOO_CACHE", Path.home() / ".cache" / "nmmozoo"))
@@ -74,38 +75,7 @@ def save_pretrained(policy: Policy, path: str | Path, recipe: dict | None = None
             "nmmozoo_recipe": json.dumps(recipe or {}, sort_keys=True, default=str),
             "nmmozoo_version": __version__, "format": "pt"}
     tensors = {k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items()}
-    _remove_stale_temps(path)
-    data = save(tensors, metadata=meta)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Temporary files of earlier saves to ``path`` whose process is gone (killed mid-save)."""
-    for t in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = t.name[len(path.name) + 2:-4]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-            continue  # still running: its save is in progress
-        except ProcessLookupError:
-            pass
-        except OSError:  # alive, another user's
-            continue
-        try:
-            t.unlink()
-        except OSError:
-            pass
+    return atomic_write(path, save(tensors, metadata=meta))
 
 
 def _download(url: str, sha256: str | None) -> Path:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ._files import atomic_write
 from .tasks import CATEGORIES
 
 FILES = ("results.json", "results.md", "categories.png", "lifespan.png", "tasks.png")
@@ -22,19 +22,6 @@ FILES = ("results.json", "results.md", "categories.png", "lifespan.png", "tasks.
 
 class ReportError(ValueError):
     """A report that cannot be written as asked (another setting's results in the directory)."""
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _fmt(stat: dict | None, scale: float = 1.0, digits: int = 1) -> str:
@@ -195,6 +182,6 @@ def write_report(directory: str | Path, setting: dict[str, Any], policies: list[
     written = []
     for name, data in [("results.json", json.dumps(results, indent=1).encode()),
                        ("results.md", markdown(results).encode()), *pngs.items()]:
-        _atomic_write(d / name, data)
+        atomic_write(d / name, data)
         written.append(d / name)
     return written

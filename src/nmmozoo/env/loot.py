@@ -34,7 +34,7 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
     if cfg.sequential_combat:
         return _loot_chain(s, cfg, t, dead, killer, gen, rolls)
     B, E = dead.shape
-    P, S = cfg.num_agents, cfg.inventory_slots
+    P = cfg.num_agents
     dev = s.device
     # A killer that dies in the same tick inherits nothing (what it would take is lost).
     has_killer = dead & (killer >= 0) & ~dead.gather(1, killer.clamp_min(0))
@@ -60,22 +60,7 @@ def loot(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor, kil
     if not cfg.item_system:
         return earned
     if bool(by_player.any()):
-        k = killer[:, :P].clamp(0, P - 1)
-        rank = I.rank_by_key(k, by_player)
-        order = torch.rand(B, P, S, generator=gen, device=dev).argsort(-1)
-        # Empty slots move nothing: put the held items first (still in the random order) and
-        # stop after the most any victim holds.
-        held = s.inv_type.gather(-1, order) > 0
-        order = order.gather(-1, torch.sort((~held).to(torch.uint8), dim=-1, stable=True).indices)
-        n_held = int(held.sum(-1)[by_player].max())
-        for r in range(int(rank[by_player].max()) + 1):
-            b, v = (by_player & (rank == r)).nonzero(as_tuple=True)
-            for i in range(n_held):  # the victim's items, in its random order
-                j = order[b, v, i]
-                typ, lvl = s.inv_type[b, v, j], s.inv_level[b, v, j]
-                moved = I.transfer(s, cfg, t, b, v, j, k[b, v])
-                s.events[b, k[b, v], C.EVENT["LOOT_ITEM"]] += moved.int()
-                EL.record(s, b, k[b, v], EL.item_key(cfg, EL.LOOT, typ, lvl), moved)
+        _items(s, cfg, t, by_player, killer[:, :P].clamp(0, P - 1), gen)
     gone = I.Rows.where(s, victim)
     if len(gone):
         I.destroy(s, gone, gone.inv_type > 0)
@@ -135,6 +120,8 @@ def _items(s: WorldState, cfg: EnvConfig, t: I.ItemTables, by_player: torch.Tens
     S = cfg.inventory_slots
     rank = I.rank_by_key(k, by_player)
     order = torch.rand(B, P, S, generator=gen, device=s.device).argsort(-1)
+    # Empty slots move nothing: the held items first (still in the random order), and stop
+    # after the most any victim holds.
     held = s.inv_type.gather(-1, order) > 0
     order = order.gather(-1, torch.sort((~held).to(torch.uint8), dim=-1, stable=True).indices)
     n_held = int(held.sum(-1)[by_player].max())
