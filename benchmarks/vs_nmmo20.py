@@ -156,11 +156,18 @@ def terrain_stats(maps: np.ndarray, border: int = 16) -> dict:
 
 
 def summarize(alive_curve, lifespans, events, npc_types, npc_levels, gold, items, maps, agents,
-              ticks) -> dict:
-    """One run's figures: per map (events, NPCs) or per agent (alive, lifespan, holdings)."""
+              ticks, by_npc=0, npc_npc=0, mix_curve=None) -> dict:
+    """One run's figures: per map (events, NPCs) or per agent (alive, lifespan, holdings).
+    ``by_npc``: players killed by NPCs, ``npc_npc``: NPCs killed by NPCs (totals over the
+    maps); ``mix_curve``: checkpoint tick -> alive passive/neutral/aggressive NPCs (totals)."""
     curve = np.asarray(alive_curve, dtype=float)  # [ticks, maps] alive counts after each tick
+    deaths = maps * agents - curve[-1].sum()
     res = {"alive": {t: float(curve[t - 1].sum() / (maps * agents)) for t in CHECKPOINTS if t <= ticks},
            "lifespan": float(np.mean(lifespans)),
+           "deaths_by_npc": float(by_npc) / maps,
+           "deaths_by_npc_share": float(by_npc) / deaths if deaths else 0.0,
+           "npc_npc_kills": float(npc_npc) / maps,
+           "npc_mix_over_time": {t: [float(v) / maps for v in m] for t, m in (mix_curve or {}).items()},
            "events": {k: float(v) / maps for k, v in events.items()},
            "npc_mix": [float((np.asarray(npc_types) == k).sum()) / maps for k in (1, 2, 3)],
            "npc_level": [float(np.mean([l for t, l in zip(npc_types, npc_levels) if t == k] or [0]))
@@ -208,10 +215,13 @@ def nmmo_run_one(config, map_ids, policy: str, ticks: int, seed: int) -> dict:
     alive_curve, lifespans = [], []
     events = {k: 0 for k in EVENTS}
     npc_types, npc_levels, gold, items = [], [], [], []
+    by_npc = npc_npc = 0
+    mix_curve = {}
     codes = {k: getattr(EC, k) for k in EVENTS if hasattr(EC, k)}
     for i, map_id in enumerate(map_ids):
         obs = env.reset(map_id=map_id, seed=seed + i)
         died = {}
+        mix_at = {}
         forager = None
         if policy == "forager":
             mat = np.array(env.realm.map.repr, dtype=np.uint8)
@@ -238,6 +248,11 @@ def nmmo_run_one(config, map_ids, policy: str, ticks: int, seed: int) -> dict:
                 if k not in now and k not in died:
                     died[k] = t + 1
             curve.append(len(now))
+            if t + 1 in CHECKPOINTS:
+                kinds = [int(npc.npc_type.val) for npc in env.realm.npcs.values()]
+                mix_at[t + 1] = [kinds.count(k) for k in (1, 2, 3)]
+        for t, m in mix_at.items():
+            mix_curve[t] = [a + b for a, b in zip(mix_curve.get(t, [0, 0, 0]), m)]
         alive_curve.append(curve)
         lifespans += [died.get(k, ticks) for k in range(1, P + 1)]
         log = EventState.Query.table(env.realm.datastore)
@@ -248,6 +263,9 @@ def nmmo_run_one(config, map_ids, policy: str, ticks: int, seed: int) -> dict:
         kills = pl & (ev == EC.PLAYER_KILL)
         events["NPC_KILL"] += int((kills & (tgt < 0)).sum())
         events["PVP_KILL"] += int((kills & (tgt > 0)).sum())
+        npc_kills = (ent < 0) & (ev == EC.PLAYER_KILL)  # 2.0 logs the kills of NPCs too
+        by_npc += int((npc_kills & (tgt > 0)).sum())
+        npc_npc += int((npc_kills & (tgt < 0)).sum())
         for npc in env.realm.npcs.values():
             npc_types.append(int(npc.npc_type.val))
             npc_levels.append(int(npc.attack_level))
@@ -255,7 +273,7 @@ def nmmo_run_one(config, map_ids, policy: str, ticks: int, seed: int) -> dict:
             gold.append(int(p.gold.val))
             items.append(len(p.inventory.items))
     return summarize(np.array(alive_curve).T, lifespans, events, npc_types, npc_levels, gold, items,
-                     len(map_ids), P, ticks)
+                     len(map_ids), P, ticks, by_npc, npc_npc, mix_curve)
 
 
 def nmmo_worker(args) -> None:
@@ -268,8 +286,10 @@ def nmmo_worker(args) -> None:
     own = nmmo_config(args.own_dir, n, generate=True)
     nmmo.Env(own, seed=args.seed).reset(map_id=1)  # generates maps 1..n
     other = nmmo_config(args.other_dir, n, generate=False)
+    sources = [(src, cfg) for src, cfg in (("nmmo", own), ("ours", other))
+               if ("own" if src == "nmmo" else "other") in args.sources.split(",")]
     for policy in args.policies.split(","):
-        for src, cfg in (("nmmo", own), ("ours", other)):
+        for src, cfg in sources:
             out["runs"][f"{policy}/{src}"] = nmmo_run_one(cfg, list(range(1, n + 1)), policy,
                                                           args.ticks, args.seed)
             print(f"[nmmo 2.0.3] {policy} on {src} maps: {time.time() - t0:.0f}s", flush=True)
@@ -287,16 +307,17 @@ def ours_maps(n: int) -> np.ndarray:
     return pool.get(pool.seeds()).numpy()
 
 
-def ours_run(maps: np.ndarray, policy: str, ticks: int, seed: int) -> dict:
+def ours_run(maps: np.ndarray, policy: str, ticks: int, seed: int, overrides=None) -> dict:
     import torch
     from nmmozoo import make_env
+    from nmmozoo.env import combat
     from nmmozoo.env import constants as C
     from nmmozoo.env.actions import random_actions
     from nmmozoo.env.torchrl_env import ACTION_HEADS
 
     n = len(maps)
     env = make_env("competition2023", num_maps=n, seed=seed, obs_mode="compact", tasks="none",
-                   map_pool="eval", eval_pool_size=n)
+                   map_pool="eval", eval_pool_size=n, **(overrides or {}))
     pool = env.world.pool
     for s, m in zip(pool.seeds().tolist(), maps):  # play exactly these maps, in order
         pool._cache[s] = torch.as_tensor(m, dtype=torch.uint8)
@@ -305,24 +326,42 @@ def ours_run(maps: np.ndarray, policy: str, ticks: int, seed: int) -> dict:
     st, P = env.world.state, env.config.num_agents
     noop = env.world.noop_actions()
     foragers = [Forager(st.material[b].numpy()) for b in range(n)] if policy == "forager" else None
-    curve = []
-    for t in range(ticks):
-        if policy == "random":
-            random_actions(td, gen)
-        else:
-            for h in ACTION_HEADS:
-                td.set(("agents", "action", h), noop[h].clone())
-            if policy == "forager":
-                move = noop["move"].clone()
-                for b in range(n):
-                    idx = st.alive[b, :P].nonzero().squeeze(1)
-                    if len(idx):
-                        move[b, idx] = torch.as_tensor(foragers[b].moves(
-                            st.material[b].numpy(), st.row[b, idx].tolist(), st.col[b, idx].tolist(),
-                            st.food[b, idx].tolist(), st.water[b, idx].tolist()))
-                td.set(("agents", "action", "move"), move)
-        td = env.step(td)["next"]
-        curve.append(st.alive[:, :P].sum(1).tolist())
+    curve, mix_curve = [], {}
+    # Who killed whom: the killer slot of every entity killed by an attack, each tick.
+    kills = {"by_npc": 0, "npc_npc": 0}
+    attack = combat.attack
+
+    def counted_attack(*args, **kwargs):
+        out = attack(*args, **kwargs)
+        kills["by_npc"] += int((out[1][:, :P] >= P).sum())
+        kills["npc_npc"] += int((out[1][:, P:] >= P).sum())
+        return out
+
+    combat.attack = counted_attack
+    try:
+        for t in range(ticks):
+            if policy == "random":
+                random_actions(td, gen)
+            else:
+                for h in ACTION_HEADS:
+                    td.set(("agents", "action", h), noop[h].clone())
+                if policy == "forager":
+                    move = noop["move"].clone()
+                    for b in range(n):
+                        idx = st.alive[b, :P].nonzero().squeeze(1)
+                        if len(idx):
+                            move[b, idx] = torch.as_tensor(foragers[b].moves(
+                                st.material[b].numpy(), st.row[b, idx].tolist(),
+                                st.col[b, idx].tolist(), st.food[b, idx].tolist(),
+                                st.water[b, idx].tolist()))
+                    td.set(("agents", "action", "move"), move)
+            td = env.step(td)["next"]
+            curve.append(st.alive[:, :P].sum(1).tolist())
+            if t + 1 in CHECKPOINTS:
+                kind = torch.where(st.alive[:, P:], st.npc_type[:, P:], 0)
+                mix_curve[t + 1] = [int((kind == k).sum()) for k in (1, 2, 3)]
+    finally:
+        combat.attack = attack
     tot = st.event_totals
     ev = lambda k: int(tot[..., C.EVENT[k]].sum())  # noqa: E731
     events = {k: ev(k) for k in EVENTS if k in C.EVENT}
@@ -333,7 +372,8 @@ def ours_run(maps: np.ndarray, policy: str, ticks: int, seed: int) -> dict:
     alive_p = st.alive[:, :P]
     res = summarize(curve, lifespans, events, st.npc_type[:, P:][npc].tolist(),
                     st.npc_level[:, P:][npc].tolist(), st.gold[:, :P][alive_p].tolist(),
-                    (st.inv_type > 0).sum(-1)[alive_p].tolist(), n, P, ticks)
+                    (st.inv_type > 0).sum(-1)[alive_p].tolist(), n, P, ticks,
+                    kills["by_npc"], kills["npc_npc"], mix_curve)
     env.close()
     return res
 
@@ -350,25 +390,32 @@ def print_tables(t_ours: dict, t_nmmo: dict, runs: dict, policies, n, ticks) -> 
     print("| statistic | bundled | nmmo 2.0.3 |\n|---|---|---|")
     for k in t_ours:
         print(f"| {k} | {fmt(t_ours[k])} | {fmt(t_nmmo[k])} |")
-    cols = [("bundled", "ours"), ("bundled", "nmmo"), ("2.0.3", "nmmo"), ("2.0.3", "ours")]
+    every = (("bundled", "ours"), ("bundled", "nmmo"), ("2.0.3", "nmmo"), ("2.0.3", "ours"))
+    cols = [c for c in every if any((c[0], f"{p}/{c[1]}") in runs for p in policies)]
     head = " | ".join(f"{e} on {'own' if (e == 'bundled') == (m == 'ours') else 'other'} maps"
                       for e, m in cols)
+    kinds = ("passive", "neutral", "aggressive")
     for policy in policies:
         print(f"\n## Policy `{policy}` ({n} maps × {ticks} ticks; events, NPCs per map; "
               "alive, lifespan, gold, items per player)\n")
-        print(f"| figure | {head} |\n|---|---|---|---|---|")
+        print(f"| figure | {head} |\n|---|" + "---|" * len(cols))
         rs = [runs[(e, f"{policy}/{m}")] for e, m in cols]
         rows = [(f"alive at tick {t}, %", [100 * r["alive"][t] for r in rs]) for t in rs[0]["alive"]]
         rows.append(("mean lifespan, ticks", [r["lifespan"] for r in rs]))
         rows += [(k, [r["events"].get(k, 0.0) for r in rs]) for k in EVENTS]
-        rows += [(f"{name} NPCs alive", [r["npc_mix"][i] for r in rs])
-                 for i, name in enumerate(("passive", "neutral", "aggressive"))]
+        rows += [("players killed by NPCs", [r["deaths_by_npc"] for r in rs]),
+                 ("… % of player deaths", [100 * r["deaths_by_npc_share"] for r in rs]),
+                 ("NPCs killed by NPCs", [r["npc_npc_kills"] for r in rs])]
+        for t in rs[0]["npc_mix_over_time"]:
+            rows.append((f"NPCs p / n / a at tick {t}",
+                         [" / ".join(fmt(v) for v in r["npc_mix_over_time"][t]) for r in rs]))
         rows += [(f"{name} NPC level", [r["npc_level"][i] for r in rs])
-                 for i, name in enumerate(("passive", "neutral", "aggressive"))]
+                 for i, name in enumerate(kinds)]
         rows += [("gold held (alive)", [r["gold"] for r in rs]),
                  ("items held (alive)", [r["items"] for r in rs])]
         for name, vals in rows:
-            print(f"| {name} | " + " | ".join(fmt(v) for v in vals) + " |")
+            cells = (v if isinstance(v, str) else fmt(v) for v in vals)
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def find_nmmo(args) -> list[str] | None:
@@ -395,6 +442,12 @@ def main() -> int:
     ap.add_argument("--policies", default=",".join(POLICIES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the bundled env")
+    ap.add_argument("--serial", action="store_true",
+                    help="run the bundled side after the nmmo side, not beside it (one core)")
+    ap.add_argument("--sources", default="own,other",
+                    help="map sets each engine plays: own, other or both (own,other)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a bundled env config field (e.g. npc_attack_npcs=false)")
     ap.add_argument("--nmmo-python", help="interpreter with nmmo 2.0.3 (else $NMMO203_PYTHON)")
     ap.add_argument("--json", help="also write every figure here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -413,6 +466,10 @@ def main() -> int:
     import torch
     torch.set_num_threads(args.threads)
     policies = args.policies.split(",")
+    overrides = {}
+    for item in args.set:
+        k, _, v = item.partition("=")
+        overrides[k] = {"true": True, "false": False}.get(v.lower(), v)
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         own_dir, other_dir = os.path.join(tmp, "nmmo_maps"), os.path.join(tmp, "ours_maps")
@@ -424,11 +481,18 @@ def main() -> int:
         worker = subprocess.Popen(cmd + ["--worker", out, "--own-dir", own_dir, "--other-dir",
                                          other_dir, "--maps", str(args.maps), "--ticks",
                                          str(args.ticks), "--policies", args.policies,
-                                         "--seed", str(args.seed)], cwd=tmp)
-        # The nmmo side runs meanwhile; the bundled side on its own maps needs nothing from it.
+                                         "--sources", args.sources, "--seed", str(args.seed)],
+                                  cwd=tmp)
+        # The nmmo side runs meanwhile (unless --serial); the bundled side on its own maps
+        # needs nothing from it.
+        if args.serial and worker.wait() != 0:
+            print("the nmmo 2.0.3 worker failed", file=sys.stderr)
+            return 1
         runs = {}
-        for policy in policies:
-            runs[("bundled", f"{policy}/ours")] = ours_run(mine, policy, args.ticks, args.seed)
+        sources = args.sources.split(",")
+        for policy in policies if "own" in sources else ():
+            runs[("bundled", f"{policy}/ours")] = ours_run(mine, policy, args.ticks, args.seed,
+                                                           overrides)
             print(f"[bundled] {policy} on own maps: {time.time() - t0:.0f}s", flush=True)
         if worker.wait() != 0:
             print("the nmmo 2.0.3 worker failed", file=sys.stderr)
@@ -437,11 +501,13 @@ def main() -> int:
             theirs = json.load(f)
         nmmo_maps = np.stack([np.load(os.path.join(own_dir, f"map{i + 1}", "map.npy"))
                               for i in range(args.maps)]).astype(np.uint8)
-    for policy in policies:
-        runs[("bundled", f"{policy}/nmmo")] = ours_run(nmmo_maps, policy, args.ticks, args.seed)
+    for policy in policies if "other" in sources else ():
+        runs[("bundled", f"{policy}/nmmo")] = ours_run(nmmo_maps, policy, args.ticks, args.seed,
+                                                       overrides)
         print(f"[bundled] {policy} on 2.0.3 maps: {time.time() - t0:.0f}s", flush=True)
     for key, r in theirs["runs"].items():
         r["alive"] = {int(t): v for t, v in r["alive"].items()}
+        r["npc_mix_over_time"] = {int(t): v for t, v in r["npc_mix_over_time"].items()}
         runs[("2.0.3", key)] = r
     t_ours, t_nmmo = terrain_stats(mine), terrain_stats(nmmo_maps)
     print_tables(t_ours, t_nmmo, runs, policies, args.maps, args.ticks)

@@ -23,8 +23,8 @@ ID = C.COL["id"]
 
 def _mixed(td, market_fill: int, seed: int = 0):
     """Agents 0,4,8,.. dead (zero observation, only the last option of each head allowed),
-    1,5,.. an empty entity window, 2,6,.. a crowded one (every row present), the rest as
-    observed; the market empty or full."""
+    1,5,.. an empty entity window and a half-full inventory, 2,6,.. a crowded window (every
+    row present), 3,7,.. a full inventory; the market empty or full."""
     td = _with_market(td, market_fill).clone()
     a = td["agents"]
     P = a.batch_size[-1]
@@ -50,6 +50,16 @@ def _mixed(td, market_fill: int, seed: int = 0):
     fill[..., C.COL["row"]] += torch.randint(-3, 4, fill.shape[:-1], generator=g, dtype=fill.dtype)
     ent[:, 2::4] = fill
     a["entity"] = ent
+    # inventories: 3,7,.. full (every slot held), 1,5,.. half full, the rest as observed
+    inv = a["inventory"].clone()
+    S, F = inv.shape[-2:]
+    full = torch.randint(0, 20, (*inv[:, 3::4].shape[:-1], F), generator=g).to(inv.dtype)
+    full[..., 1] = torch.randint(1, C.NUM_ITEM_TYPES, full.shape[:-1], generator=g).to(inv.dtype)
+    inv[:, 3::4] = full
+    half = full[:, :inv[:, 1::4].shape[1]].clone()
+    half[..., S // 2:, :] = 0
+    inv[:, 1::4] = half
+    a["inventory"] = inv * (~dead)[..., None, None].to(inv.dtype)
     assert P >= 4
     return td
 
@@ -78,8 +88,8 @@ def test_fast_forward_equals_plain(name, tiny_batch, competition_batch):  # noqa
         if p.recurrent_shape is not None:  # mid-episode memory
             td["agents", "recurrent_state"] = torch.randn(*td["agents"].batch_size, *p.recurrent_shape)
         with torch.no_grad():
-            fast = p.fast(True)(td.clone())
-            plain = p.fast(False)(td.clone())
+            fast = p.fast(True).network(td.clone())
+            plain = p.fast(False).network(td.clone())
         _close(fast["value"], plain["value"], f"{name} value, market {fill}")
         for h in ACTION_HEADS:
             _close(fast["logits"][h], plain["logits"][h], f"{name} {h}, market {fill}")
@@ -109,9 +119,9 @@ def test_live_only_acting_equals_plain(name, tiny_batch, competition_batch):  # 
         m = td["agents", "action_mask", h]
         assert m.gather(-1, a[..., None]).all(), h
         assert (a[dead] == m.shape[-1] - 1).all(), h  # stay / no-op
-    _close(fast["agents", "action_log_prob"][alive], plain["agents", "action_log_prob"][alive], "log-prob")
+    _close(fast["agents", "sample_log_prob"][alive], plain["agents", "sample_log_prob"][alive], "log-prob")
     _close(fast["agents", "state_value"][alive], plain["agents", "state_value"][alive], "value")
-    assert (fast["agents", "action_log_prob"][dead] == 0).all()
+    assert (fast["agents", "sample_log_prob"][dead] == 0).all()
     assert (fast["agents", "state_value"][dead] == 0).all()
     if p.recurrent_shape is not None:
         s_fast, s_plain = fast["next", "agents", "recurrent_state"], plain["next", "agents", "recurrent_state"]
@@ -130,7 +140,7 @@ def test_actor_samples_live_agents_with_their_log_probs(tiny_batch):  # noqa: F8
     out = actor(td.clone())
     alive = td["agents", "mask"]
     with torch.no_grad():
-        plain = p.fast(False)(td.clone())
+        plain = p.fast(False).network(td.clone())
     logp = sum(torch.distributions.Categorical(logits=plain["logits"][h]).log_prob(out["agents", "action", h])
                for h in ACTION_HEADS)
     _close(out["agents", "sample_log_prob"][alive], logp[alive], "log-prob")
@@ -172,6 +182,36 @@ def test_tabulated_conv_equals_the_conv_with_gradients(material_only):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("material_only", [False, True])
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_onehot_conv_equals_the_conv_with_gradients(material_only, with_dead):
+    """With gradients (training minibatches) the fast path's first conv is a conv over the
+    material's one-hot code plus a fixed bias map: the same output and the same gradients
+    for the embedding and the conv weights as embed-then-conv. A batch it does not fit (a
+    dead agent's zero window: the row/col columns are not the centre-relative pattern) falls
+    back to the plain conv."""
+    torch.manual_seed(0)
+    enc = TileEmbedCNN(hidden=16, window=15, embed_dim=8, channels=12, out_channels=4,
+                       material_only=material_only)
+    N = 6
+    pos = torch.stack(torch.meshgrid(torch.arange(15), torch.arange(15), indexing="ij"), -1).reshape(-1, 2)
+    tile = torch.cat([pos.expand(N, -1, -1) + torch.randint(0, 100, (N, 1, 2)),
+                      torch.randint(0, 16, (N, 225, 1))], -1).to(torch.int16)
+    tile[1, :, 2] = 3  # one material everywhere
+    if with_dead:
+        tile[0] = 0
+    grads = []
+    for tab in (True, False):
+        enc.zero_grad()
+        enc.tabulate, enc.tabulate_with_grad = tab, False
+        out = enc(tile)
+        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
+        grads.append((out.detach(), enc.embed.weight.grad.clone(), enc.conv1.weight.grad.clone(),
+                      enc.conv1.bias.grad.clone()))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_tabulated_conv_matches_conv2d_directly():
     torch.manual_seed(1)
     conv = torch.nn.Conv2d(3 * 4, 6, 3)
@@ -195,8 +235,64 @@ def test_present_rows_pass_only_present_entity_rows(tiny_batch):  # noqa: F811
     orig = p.entity.agent_fc.forward
     p.entity.agent_fc.forward = lambda x: (seen.append(x.shape[0]), orig(x))[1]
     with torch.no_grad():
-        p(td)
+        p.network(td)
     present = int((td["agents", "entity"][..., ID] != 0).sum())
     assert seen == [present + 1]  # the present rows and the one empty row
     del p.entity.agent_fc.forward
     assert isinstance(TensorDict, type)
+
+
+def test_tabulated_entity_rows_equal_the_direct_rows_with_gradients():
+    """EntityEmbed over many present rows tabulates agent_fc (W_c·e_c(v) per column and value):
+    the same row embeddings, empty-row and own-row outputs, and the same gradients for the
+    embedding and both FCs as the direct path."""
+    from nmmozoo.nn.encoders import EntityEmbed
+
+    torch.manual_seed(0)
+    enc = EntityEmbed(hidden=16, entity_cols=C.NUM_ENTITY_COLUMNS, embed_dim=4)
+    N, R = 8, 100
+    ent = torch.randint(-3, 300, (N, R, C.NUM_ENTITY_COLUMNS), dtype=torch.int16)
+    ent[..., ID] = torch.randint(0, 20, (N, R), dtype=torch.int16)  # id 0: an empty row
+    ent[ent[..., ID] == 0] = 0
+    agent_id = torch.arange(1, N + 1)
+    assert int((ent[..., ID] != 0).sum()) >= enc.table_rows
+    got = []
+    for rows_from in (enc.table_rows, 10 ** 9):  # tabulated, then direct
+        enc.zero_grad()
+        enc.table_rows = rows_from
+        rows, own = enc.present(ent, agent_id)
+        w = torch.linspace(-1, 1, 16)
+        ((rows.rows * w).sum() + (rows.empty * w).sum() + (own * w).sum()).backward()
+        got.append((rows.rows.detach(), rows.empty.detach(), own.detach(), enc.embed.weight.grad.clone(),
+                    enc.agent_fc.weight.grad.clone(), enc.agent_fc.bias.grad.clone(),
+                    enc.my_agent_fc.weight.grad.clone()))
+    for a, b in zip(*got):  # sums of ~800 terms in another order: 1e-5 of the tensor's scale
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * max(1.0, float(b.abs().max())))
+
+
+def test_masked_head_equals_torch_categorical():
+    """MaskedHead (normalising over the options within 87 of the best) gives torch's
+    Categorical log-probs, entropy, probabilities and samples, on heads masked to one
+    option, a few, or none."""
+    from nmmozoo.nn.distributions import MaskedHead
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 1025, generator=g) * 5
+    mask = torch.rand(64, 1025, generator=g) < 0.02
+    mask[:, -1] = True
+    mask[:8] = True  # every option allowed
+    mask[8:16] = False
+    mask[8:16, -1] = True  # only the no-op
+    lg = logits.masked_fill(~mask, torch.finfo(torch.float32).min)
+    ours, ref = MaskedHead(lg), torch.distributions.Categorical(logits=lg)
+    a = ref.sample()
+    torch.testing.assert_close(ours.log_prob(a), ref.log_prob(a), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours.entropy(), ref.entropy(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours.probs, ref.probs, rtol=1e-6, atol=1e-7)
+    assert (ours.log_prob(torch.full((64,), 1024)) [8:16] == 0).all()
+    torch.manual_seed(3)
+    s1 = ours.sample()
+    torch.manual_seed(3)
+    s2 = ref.sample()
+    assert torch.equal(s1, s2)
+    assert mask.gather(1, s1[:, None]).all()

@@ -95,7 +95,7 @@ def test_forward_equals_the_public_forward(batches):
         torch.manual_seed(0)
         policy = create_policy("jimyhzhu", env=env)
         with torch.no_grad():
-            ours = policy(td.clone())
+            ours = policy.network(td.clone())
             idx = agents_to_check(td) if env.config.num_agents > 16 else torch.arange(td["agents"].numel())
             public = public_jimyhzhu(policy.state_dict(), *public_inputs(td, idx))
         assert_same_outputs(ours, public, idx)

@@ -280,7 +280,7 @@ def assert_same(policy, net, td, states=None):
     """Same value and the same logits wherever the mask allows (relative and absolute 1e-5:
     the public item scaling makes some pointer logits ~1e7)."""
     with torch.no_grad():
-        out = policy(td.clone())
+        out = policy.network(td.clone())
     logits, value, _ = public_forward(net, *public_inputs(td), states=states)
     N = value.shape[0]
     torch.testing.assert_close(out["value"].reshape(N), value[:, 0], atol=1e-5, rtol=1e-5)
@@ -324,7 +324,7 @@ def test_state_starts_from_zero_every_call():
     policy = create_policy("saidinesh", env=env)
     net = load_public(policy, policy.sizes["task_dim"])
     with torch.no_grad():
-        policy(td2.clone())  # nothing carries over
+        policy.network(td2.clone())  # nothing carries over
     assert_same(policy, net, td)
     _, _, held = public_forward(net, *public_inputs(td2))
     carried, _, _ = public_forward(net, *public_inputs(td), states=held)

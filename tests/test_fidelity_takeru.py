@@ -100,7 +100,7 @@ def test_forward_equals_the_public_forward(batches):
         torch.manual_seed(0)
         policy = create_policy("takeru", env=env)
         with torch.no_grad():
-            ours = policy(td.clone())
+            ours = policy.network(td.clone())
             idx = agents_to_check(td) if env.config.num_agents > 16 else torch.arange(td["agents"].numel())
             public = public_takeru(policy.state_dict(), *public_inputs(td, idx))
         assert_same_outputs(ours, public, idx)
@@ -112,7 +112,7 @@ def test_deleted_heads_are_fixed_and_add_nothing(batches):
     assert not set(DELETED) & set(policy.decoder.layers)
     td = td.clone()
     policy.act(td)
-    out = policy(td)
+    out = policy.network(td)
     for h, i in DELETED.items():
         n = out["logits"][h].shape[-1]
         assert (td["agents", "action", h] == i % n).all(), h

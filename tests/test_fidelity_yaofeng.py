@@ -403,7 +403,7 @@ def _check_equivalent(policy, env, episode):
         if state is not None:
             x["agents", "recurrent_state"] = state
         with torch.no_grad():
-            ours = policy(x)
+            ours = policy.network(x)
             ref = public_forward(W, x["agents", "tile"].reshape(N, *x["agents", "tile"].shape[2:]),
                                  x["agents", "entity"].reshape(N, *x["agents", "entity"].shape[2:]),
                                  (torch.arange(N) % P + 1).float(),
@@ -466,11 +466,11 @@ def test_stored_state_training_equals_stepping(tiny_episode):
         x = x.clone()
         x["agents", "recurrent_state"] = (torch.zeros(*x["agents", "mask"].shape, 2, 2, 16)
                                           if state is None else state)
-        out = p(x)
+        out = p.network(x)
         values.append(out["value"])
         stored.append(x)
         state = out["recurrent_state"]
     B, T = stored[0].batch_size[0], len(stored)
     batch = torch.stack(stored, 1).reshape(B * T).unsqueeze(1)  # [B·T sequences, bptt 1]
-    seq = p(batch, sequence=True)["value"].reshape(B, T, -1)
+    seq = p.network(batch, sequence=True)["value"].reshape(B, T, -1)
     assert torch.allclose(seq, torch.stack(values, 1), atol=1e-5)

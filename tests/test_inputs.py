@@ -2,6 +2,7 @@
 relative task paths resolve, and no module of the package needs another imported first."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -125,3 +126,36 @@ def test_no_import_circle():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert int(r.stdout.split()[-1]) > 40
+
+
+def test_env_settings_are_typed_in_one_place():
+    """``make_config`` merges preset and overrides onto ``EnvConfig``'s structured config:
+    conversions that keep the value are made, none that invents one."""
+    c = make_config("tiny", num_npcs="4", weakness_multiplier=2, level_thresholds=[0, 10, 30])
+    assert c.num_npcs == 4 and c.weakness_multiplier == 2.0 and isinstance(c.weakness_multiplier, float)
+    assert c.level_thresholds == (0, 10, 30)
+    assert c.replace(horizon="64").horizon == 64
+    for field, value, expected in [("sequential_combat", "yes", "true or false"),
+                                   ("sequential_combat", 2, "true or false"),
+                                   ("num_npcs", 4.0, "an integer"), ("num_npcs", True, "an integer"),
+                                   ("terrain_water", "wet", "a number"), ("tasks", 3, "a string"),
+                                   ("level_thresholds", [0, "x"], "a list of integers")]:
+        with pytest.raises(ConfigError, match=re.escape(f"field '{field}': expected {expected}, got {value!r}")):
+            make_config("tiny", **{field: value})
+
+
+def test_model_specs_interpolate_and_overrides_stay_local(tmp_path):
+    from nmmozoo.policy import resolve_spec
+
+    spec = resolve_spec("baseline")
+    spec["encoders"]["tile"]["embed_dim"] = "${hidden}"
+    assert resolve_spec(spec, hidden=12)["encoders"]["tile"]["embed_dim"] == 12
+    assert spec["encoders"]["tile"]["embed_dim"] == "${hidden}"  # the caller's dict is untouched
+    spec["encoders"]["tile"]["embed_dim"] = "${hiddn}"
+    with pytest.raises(SpecError, match=r"baseline\.encoders\.tile\.embed_dim: .*'hiddn' not found"):
+        resolve_spec(spec)
+    with pytest.raises(SpecError, match=r"override 'fusion\.name\.x': 'name' is not a mapping"):
+        resolve_spec("baseline_tiny", **{"fusion.name.x": 1})
+    # component arguments are typed like every setting: "4" is 4, 'big' is refused
+    p = nmmozoo.create_policy("baseline_tiny", config=make_config("tiny"), **{"encoders.tile.embed_dim": "4"})
+    assert p.spec["encoders"]["tile"]["embed_dim"] == "4" and p.tile.embed.weight.shape[-1] == 4

@@ -1,5 +1,5 @@
-"""Items, equipment, gold, the market and loot (NMMO2.md §2–4), on constructed states, and
-conservation as a property over random play."""
+"""Items, equipment, gold, the market and loot (docs/env.md#items-gold-and-the-market), on
+constructed states, and conservation as a property over random play."""
 
 from __future__ import annotations
 

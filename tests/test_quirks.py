@@ -1,5 +1,6 @@
 """nmmo 2.0.3's rule quirks, each behind a config switch (on in ``competition2023``), on
-constructed states: with the switch on the 2.0 outcome, with it off the corrected rules."""
+constructed states: with the switch on the 2.0 outcome, with it off the corrected rules. The
+NPC switches (``npc_attack_npcs``, ``npc_wander_sequence``) are tested in test_npc_rules.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from nmmozoo.env import constants as C
 from nmmozoo.env import items as I
 from nmmozoo.env.config import make_config
 
-OFF = dict(npc_respawn_dead_danger=False, sequential_combat=False, kill_every_hit=False)
+OFF = dict(npc_respawn_dead_danger=False, sequential_combat=False, kill_every_hit=False,
+           npc_attack_npcs=False, npc_wander_sequence=False)
 
 
 def give(sb, slot, typ, level=1, qty=1):
@@ -29,9 +31,9 @@ def events(sb, slot, name):
 
 def test_competition_preset_has_the_quirks_on():
     cfg = make_config("competition2023")
-    assert cfg.npc_respawn_dead_danger and cfg.sequential_combat and cfg.kill_every_hit
+    assert all(getattr(cfg, k) for k in OFF)
     fixed = make_config("competition2023", **OFF)
-    assert not (fixed.npc_respawn_dead_danger or fixed.sequential_combat or fixed.kill_every_hit)
+    assert not any(getattr(fixed, k) for k in OFF)
 
 
 # --- sequential_combat -------------------------------------------------------------------------

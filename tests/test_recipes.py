@@ -166,3 +166,54 @@ def test_last_sell_price_is_masked_as_the_2023_wrappers_did():
     assert int(mask[alive].sum()) == int(alive.sum()) * (mask.shape[-1] - 1)
     with pytest.raises(SpecError, match="mask_last_sell_price: expected true or false"):
         make_recipe_env(load_recipe("demo", {"env.mask_last_sell_price": "yes"}), num_maps=1)
+
+
+def test_a_recipe_may_interpolate_and_overrides_reach_the_interpolations(tmp_path):
+    f = tmp_path / "my.yaml"
+    f.write_text("model: baseline_tiny\n"
+                 "env: {preset: tiny, num_maps: 2, num_npcs: 4}\n"
+                 "ppo: {lr: 1e-4, rollout_steps: 512, minibatch_steps: '${ppo.rollout_steps}',\n"
+                 "      collector_workers: '${env.num_maps}'}\n"
+                 "trainer: {log_every_n_steps: '${env.num_npcs}'}\n")
+    r = load_recipe(f)
+    assert r["ppo"] == {"lr": 1e-4, "rollout_steps": 512, "minibatch_steps": 512, "collector_workers": 2}
+    assert r["trainer"] == {"log_every_n_steps": 4} and isinstance(r["env"], dict)
+    cfg = ppo_config(r)
+    assert cfg.minibatch_steps == 512 and cfg.collector_workers == 2
+    assert make_recipe_env(r).base_env.batch_size == torch.Size([2])
+    # an override changes what interpolates it; the file is read afresh each time
+    r4 = load_recipe(f, {"env.num_maps": 4, "ppo.rollout_steps": 1024})
+    assert r4["ppo"]["collector_workers"] == 4 and r4["ppo"]["minibatch_steps"] == 1024
+    assert load_recipe(f)["ppo"]["collector_workers"] == 2
+    # a key that is not there: the file, the key and the missing reference
+    f.write_text(f.read_text().replace("${env.num_maps}", "${env.num_mapz}"))
+    with pytest.raises(SpecError, match=r"my\.yaml: ppo\.collector_workers: .*'env\.num_mapz' not found"):
+        load_recipe(f)
+
+
+def test_dotlist_overrides_and_typed_ppo_settings():
+    r = load_recipe("demo", ["ppo.lr=1e-4", "env.num_maps=2", "ppo.anneal_lr=false",
+                             "model={name: baseline_tiny, hidden: 8}"])
+    assert r["ppo"]["lr"] == 1e-4 and r["ppo"]["anneal_lr"] is False and r["env"]["num_maps"] == 2
+    assert r["model"] == {"name": "baseline_tiny", "hidden": 8}
+    assert r["env"]["preset"] == "tiny"  # the rest of the section stays
+    assert load_recipe("demo", ["ppo.lr=1e-4"]) == load_recipe("demo", {"ppo.lr": 1e-4})
+    # OmegaConf's conversions that keep the value (a numeric string, an int for a float) ...
+    typed = load_recipe("demo", {"ppo.lr": "3e-4", "ppo.epochs": "2", "ppo.clip": 1})["ppo"]
+    assert typed["lr"] == 3e-4 and typed["epochs"] == 2 and typed["clip"] == 1.0
+    assert isinstance(typed["clip"], float)
+    # ... but none that invents one
+    with pytest.raises(SpecError, match=r"demo\.yaml: ppo\.anneal_lr expected bool, got 1"):
+        load_recipe("demo", {"ppo.anneal_lr": 1})
+    with pytest.raises(SpecError, match=r"demo\.yaml: ppo\.epochs expected int, got 1\.5"):
+        load_recipe("demo", {"ppo.epochs": 1.5})
+    with pytest.raises(SpecError, match="override 'ppo.lr': expected key=value"):
+        load_recipe("demo", ["ppo.lr"])
+    with pytest.raises(SpecError, match=r"ppo\.lrr, ppo\.lrs are not PPO settings"):
+        load_recipe("demo", {"ppo.lrr": 1, "ppo.lrs": 2})
+
+
+def test_a_whole_section_override_replaces_the_section():
+    """``{"ppo": {...}}`` (what the trainer's arguments pass) is the new section, as before."""
+    r = load_recipe("demo", {"ppo": {"clip": 0.2}})
+    assert r["ppo"] == {"clip": 0.2}

@@ -1,4 +1,4 @@
-"""One test per game rule, on constructed states (NMMO2.md §1–3)."""
+"""One test per game rule, on constructed states (docs/env.md)."""
 
 from __future__ import annotations
 
@@ -201,7 +201,8 @@ def test_npc_type_and_level_by_danger():
 
 def test_spawned_npcs_follow_danger():
     from nmmozoo.env import World
-    cfg = make_config(num_agents=8)
+    # NPCs fighting NPCs (npc_attack_npcs) would hand the dead's gold to their killers.
+    cfg = make_config(num_agents=8, npc_attack_npcs=False)
     w = World(cfg, num_maps=4, seed=1)
     w.reset()
     for _ in range(10):

@@ -82,7 +82,7 @@ def test_recurrent_rollouts_carry_memory_and_train_on_sequences():
                   env_overrides={"preset": "tiny", "num_maps": 2, "map_pool_size": 4, "num_npcs": 4,
                                  "horizon": 5})
     assert m.recurrent and m.chunk == 2 and m.num_minibatches == 3
-    data = m._collect()  # 192 live agent-steps = 6 ticks of 2 maps x 16 agents (nobody dies)
+    data, ro = _collect_with_chunks(m)  # 192 live agent-steps = 6 ticks of 2 maps x 16 agents
     assert data.shape == (2, 6)
     state = data["agents", "recurrent_state"]  # [maps, ticks, P, 2, layers, H]
     init = data["is_init"].squeeze(-1)
@@ -90,10 +90,32 @@ def test_recurrent_rollouts_carry_memory_and_train_on_sequences():
     assert (state[init] == 0).all() and state[:, 1:5].abs().sum() > 0
     # the state stored at step t is the one the actor produced at t-1
     assert torch.equal(state[:, 1:5], data["next", "agents", "recurrent_state"][:, :4])
+    # the compact rollout keeps each live step's state and episode-start flag
+    d = ro.store.data
+    alive = data["agents", "mask"]
+    assert len(ro.store) == int(alive.sum()) == 192
+    b, t, p = d["map"].long(), d["tick"].long(), d["agent"].long()
+    assert alive[b, t, p].all()
+    assert torch.equal(d["state"], state[b, t, p])
+    assert torch.equal(d["reset"], init[b, t])
     opt = torch.optim.Adam(m.policy.parameters(), lr=1e-3)
     log, _ = m.update(opt, 0)
     assert torch.isfinite(log["loss"])
     m.on_train_end()
+
+
+def _collect_with_chunks(m):
+    """One rollout of ``m`` and the collector chunks it was made from, joined ``[maps, ticks]``."""
+    chunks = []
+    if m._collector is None:
+        m._collect_setup()
+    nxt = m._next_chunk
+    m._next_chunk = lambda: (chunks.append(nxt()), chunks[-1])[1]
+    try:
+        ro = m._collect()
+    finally:
+        m._next_chunk = nxt
+    return torch.cat(chunks, 1) if len(chunks) > 1 else chunks[0], ro
 
 
 def _fit_cmd(run, *extra):
@@ -141,7 +163,7 @@ def test_rollout_keeps_each_steps_alive_mask():
     """An agent's last step (the one it dies on) is in the rollout as alive: the stored masks
     are each step's own, not overwritten by later steps (they used to alias the state)."""
     m = PPOModule("demo", overrides={"ppo.rollout_steps": 2048}, env_overrides={"num_maps": 2})
-    data = m._collect()
+    data, _ = _collect_with_chunks(m)
     cur, nxt = data["agents", "mask"], data["next", "agents", "mask"]
     assert int((cur & ~nxt).sum()) > 0  # deaths show as alive -> dead
     m.on_train_end()
@@ -284,23 +306,20 @@ def test_minibatches_take_the_public_strided_partition():
     assert got == list(range(10))
 
 
-def test_gathered_agent_steps_give_the_map_forward_outputs():
-    """A minibatch of agent-steps gathered from many maps (each with its own market) gives
-    the same logits and values as the whole-map forward for those agents."""
+def test_minibatch_rows_give_the_map_forward_outputs():
+    """A minibatch of agent-steps rebuilt from the compact rollout (from many map-steps,
+    each market once) gives the same logits and values as the whole-map forward over the
+    collected observations for those agents, and carries their stored actions."""
     torch.manual_seed(0)
     m = _tiny_module(rollout_steps=256, bptt=4)
-    data = m._collect()
+    data, ro = _collect_with_chunks(m)
     with torch.no_grad():
-        m._bootstrap(data)
-        m.gae(data)
-        full = m.policy(data)
-    sample = m.sample_mask(data["agents", "mask"])
-    table = m.sequences(sample)
-    agents, maps = m._flatten(data)
-    mb = m._gather(agents, maps, table[:7])
+        full = m.policy.network(data, task_table=m.task_table)
+    flat, table = m.prepare(ro)
+    idx, rows = flat[:7], table[:7]
+    mb = m._minibatch(ro.store, rows)
     with torch.no_grad():
-        got = m.policy(mb)
-    idx = table[:7]
+        got = m.policy.forward_rows(ro.store.rows(mb["agents", "row"]))
     ok = idx >= 0
     P = m.agents
     T = data.shape[1]

@@ -61,15 +61,15 @@ def test_model_builds_and_acts(name, tiny_batch, competition_batch):
         td = td.clone()
         policy.act(td)
         _check_actions(td)
-        assert torch.isfinite(td["agents", "action_log_prob"]).all()
-        assert td["agents", "state_value"].shape == td["agents", "mask"].shape
+        assert torch.isfinite(td["agents", "sample_log_prob"]).all()
+        assert td["agents", "state_value"].shape == (*td["agents", "mask"].shape, 1)
 
 
 def _fingerprint(name, env, td):
     torch.manual_seed(0)
     policy = create_policy(name, env=env)
     with torch.no_grad():
-        out = policy(td.clone())
+        out = policy.network(td.clone())
     value = out["value"]
     move = out["logits"]["move"].softmax(-1)
     return {"value_sum": float(value.sum()), "value_0": float(value.flatten()[0]),
@@ -117,7 +117,7 @@ def test_compact_observations_give_the_same_outputs():
     td_c["agents", "task"] = compact.world.task_embeddings[td_c["agents", "task_id"]]
     torch.manual_seed(0)
     p = create_policy("baseline_tiny", env=dense)
-    a, b = p(td_d), p(td_c)
+    a, b = p.network(td_d), p.network(td_c)
     assert torch.allclose(a["value"], b["value"], atol=1e-5)
 
 
@@ -145,7 +145,7 @@ def test_market_is_encoded_once_per_map_and_listed_rows_only(tiny_batch, monkeyp
     seen = []
     orig = p.item.forward
     monkeypatch.setattr(p.item, "forward", lambda x: (seen.append(tuple(x.shape)), orig(x))[1])
-    p(td)
+    p.network(td)
     # the inventories, then 2 maps x 5 listings plus the one empty row: never M rows per map
     assert seen[-1] == (2 * 5 + 1, 16)
 
@@ -163,9 +163,9 @@ def test_listed_rows_only_equals_the_plain_market(name, tiny_batch, competition_
         x = _with_market(td, fill)
         with torch.no_grad():
             p.present_rows = True
-            fast = p(x.clone())
+            fast = p.network(x.clone())
             p.present_rows = False
-            plain = p(x.clone())
+            plain = p.network(x.clone())
         assert torch.allclose(fast["value"], plain["value"], rtol=1e-5, atol=1e-5), fill
         for h in fast["logits"]:
             assert torch.allclose(fast["logits"][h], plain["logits"][h], rtol=1e-5, atol=1e-4), (fill, h)
@@ -179,11 +179,11 @@ def test_lstm_state_travels_and_resets(tiny_batch):
     st = td["next", "agents", "recurrent_state"]
     assert st.shape[-3:] == (2, 2, 16) and st.abs().sum() > 0
     td["agents", "recurrent_state"] = st
-    a = p(td)["value"]
+    a = p.network(td)["value"]
     td["is_init"] = torch.ones(td.batch_size[0], 1, dtype=torch.bool)
-    b = p(td)["value"]
+    b = p.network(td)["value"]
     td["agents", "recurrent_state"] = torch.zeros_like(st)
-    c = p(td)["value"]
+    c = p.network(td)["value"]
     assert not torch.allclose(a, b) and torch.allclose(b, c)
 
 
@@ -200,12 +200,12 @@ def test_lstm_sequence_pass_equals_stepping(tiny_batch):
         x = td.clone()
         x["agents", "recurrent_state"] = state
         x["is_init"] = torch.full((B, 1), t == 2)
-        out = p(x)
+        out = p.network(x)
         stepped.append(out["value"])
         state = out["recurrent_state"]
         steps.append(x)
     seq = torch.stack(steps, 1)  # [B, T]
-    out = p(seq, sequence=True)
+    out = p.network(seq, sequence=True)
     assert torch.allclose(out["value"], torch.stack(stepped, 1), atol=1e-5)
 
 
@@ -258,10 +258,10 @@ def test_save_load_round_trip_is_exact(tmp_path, tiny_batch):
     assert q.spec == p.spec and q.recipe == {"lr": 1e-4}
     for k, v in p.state_dict().items():
         assert torch.equal(v, q.state_dict()[k])
-    assert torch.equal(p(td)["value"], q(td)["value"])
+    assert torch.equal(p.network(td)["value"], q.network(td)["value"])
     # URL with its hash.
     r = load_pretrained(path.as_uri(), sha256=sha256_of(path))
-    assert torch.equal(p(td)["value"], r(td)["value"])
+    assert torch.equal(p.network(td)["value"], r.network(td)["value"])
 
 
 def test_damaged_wrong_hash_and_mismatch_are_refused(tmp_path, tiny_batch):
@@ -296,7 +296,7 @@ def test_pretrained_for_other_sizes_is_a_clear_error(tmp_path, monkeypatch, tiny
     path = save_pretrained(create_policy("baseline_tiny", env=env), tmp_path / "m.safetensors")
     monkeypatch.setattr(hub, "_resolve", lambda source: (path, None))
     same = create_policy("baseline_tiny", env=env, pretrained=True)
-    assert torch.equal(same(td)["value"], load_pretrained(path)(td)["value"])
+    assert torch.equal(same.network(td)["value"], load_pretrained(path).network(td)["value"])
     with pytest.raises(HubError, match="task_dim"):
         create_policy("baseline_tiny", env=env, pretrained=True, task_dim=64)
     with pytest.raises(HubError, match="does not fit"):
@@ -336,3 +336,28 @@ def test_save_is_atomic(tmp_path, monkeypatch, tiny_batch):
     assert load_pretrained(path).spec == p.spec
     with pytest.raises(HubError, match="is a directory"):
         save_pretrained(p, tmp_path)
+
+
+def test_policy_is_a_tensordict_module():
+    """``policy(td)`` acts as a TorchRL module: it writes the actions, the summed log-prob and
+    the value into the td it returns; the deterministic exploration type gives the most
+    likely actions (``act(deterministic=True)``); ``env.rollout`` runs with it directly."""
+    from tensordict.nn import TensorDictModuleBase
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    env = nmmozoo.make_env("tiny", num_maps=2, seed=0)
+    p = create_policy("baseline_tiny", env=env)
+    assert isinstance(p, TensorDictModuleBase)
+    td = env.reset()
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        a = p(td.clone())
+    b = p.act(td.clone(), deterministic=True)
+    for h in ACTION_HEADS:
+        assert torch.equal(a["agents", "action", h], b["agents", "action", h]), h
+    assert torch.equal(a["agents", "sample_log_prob"], b["agents", "sample_log_prob"])
+    assert a["agents", "state_value"].shape == (2, env.config.num_agents, 1)
+    same = td.clone()
+    assert p(same) is same
+    roll = env.rollout(4, policy=p, break_when_any_done=False)
+    assert roll.batch_size == torch.Size([2, 4])
+    assert (roll["next", "agents", "mask"].sum() > 0)

@@ -80,6 +80,7 @@ def _list(a: argparse.Namespace) -> int:
 FIT_USAGE = """usage: nmmozoo fit [RECIPE] [--model.<section>.<key> VALUE ...] [--trainer.<arg> VALUE ...]
                    [--ckpt_path last|PATH] [--print_config] [--logger csv,tensorboard,wandb]
                    [--run_dir DIR] [--num_maps N] [--seed N] [--checkpoint_every N]
+                   [--val_every N] [--val_maps N] [--val_episodes N] [--val_ticks N]
 
 Train RECIPE (a name of recipes/, or a YAML path; default: demo) with PPO, through the
 Lightning CLI: the recipe becomes the model's config, any field can be overridden
@@ -91,7 +92,12 @@ are logged for every update. --trainer.max_steps counts optimiser steps (ppo.epo
 rollout_steps // minibatch_steps per update); by default the recipe's whole run.
 Resuming (--ckpt_path last|PATH) applies this command's ppo, rewards and env.num_maps/device/
 workers/seed; a different model or env is refused. PPO owns its optimiser (Adam at ppo.lr):
---optimizer and --lr_scheduler are not options. The PPO settings: nmmozoo fit RECIPE --help."""
+--optimizer and --lr_scheduler are not options. The PPO settings: nmmozoo fit RECIPE --help.
+Validation: every --val_every updates (default: about 10 per full run of the recipe's
+ppo.total_steps; 0: none) and after the last update, a PvE evaluation on --val_maps held-out
+maps (default: enough for every held-out task once) x --val_episodes (1) episodes of
+--val_ticks (256) ticks with the held-out tasks, seed 0, logs val/score, val/completion and
+val/lifespan beside the update's train/ figures (nmmozoo validate, nmmozoo report)."""
 
 LOGGERS = ("csv", "tensorboard", "wandb")
 REFUSED = {
@@ -106,7 +112,9 @@ REFUSED = {
 def _fit_args(argv: list[str]) -> tuple[str, dict, list[str]]:
     """Split ``nmmozoo fit`` arguments: the recipe, our shortcuts, and LightningCLI's."""
     recipe, opts, rest = "demo", {}, []
-    shortcuts = {"--run_dir", "--num_maps", "--seed", "--logger", "--checkpoint_every"}
+    from nmmozoo.train.validate import FIT_FLAGS, parse_flag
+
+    shortcuts = {"--run_dir", "--num_maps", "--seed", "--logger", "--checkpoint_every", *FIT_FLAGS}
     i = 0
     if argv and not argv[0].startswith("-"):
         recipe, argv = argv[0], argv[1:]
@@ -117,7 +125,9 @@ def _fit_args(argv: list[str]) -> tuple[str, dict, list[str]]:
             if not inline and i + 1 >= len(argv):
                 raise ValueError(f"{key} needs a value")
             val = inline or argv[i + 1]
-            if key in ("--num_maps", "--seed", "--checkpoint_every"):
+            if key in FIT_FLAGS:
+                val = parse_flag(key, val)
+            elif key in ("--num_maps", "--seed", "--checkpoint_every"):
                 if not val.lstrip("-").isdigit() or (key != "--seed" and int(val) < 1):
                     raise ValueError(f"{key} expects {'an integer' if key == '--seed' else 'a positive integer'}, "
                                      f"got {val!r}")
@@ -312,13 +322,17 @@ def _fit(argv: list[str]) -> int:
 
     ckpt = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True,
                            every_n_train_steps=opts.get("checkpoint_every", 20))
+    from nmmozoo.train.validate import FIT_FLAGS, Validation
+
+    val = {arg: opts[flag[2:]] for flag, (arg, _) in FIT_FLAGS.items() if flag[2:] in opts}
+    callbacks = [ckpt] + ([Validation(**val)] if val.get("every", None) != 0 else [])
     with tempfile.TemporaryDirectory() as tmp:
         cfg_file = Path(tmp) / "recipe.yaml"
         cfg_file.write_text(yaml.safe_dump({"model": model_cfg, "trainer": trainer_cfg}, sort_keys=False))
         try:
             FitCLI(PPOModule, args=["fit", "--config", str(cfg_file), *rest], save_config_callback=None,
                    seed_everything_default=opts.get("seed", 0), auto_configure_optimizers=False,
-                   trainer_defaults={"default_root_dir": str(run), "callbacks": [ckpt], "max_epochs": -1,
+                   trainer_defaults={"default_root_dir": str(run), "callbacks": callbacks, "max_epochs": -1,
                                      "enable_model_summary": False, "log_every_n_steps": 1},
                    parser_kwargs={"fit": {"prog": "nmmozoo fit", "description": FIT_USAGE}})
         except (SpecError, ConfigError, TaskError, HubError, ValueError) as e:  # bad recipe field, env, task, ckpt
@@ -443,6 +457,129 @@ def _test(a: argparse.Namespace) -> int:
     return 0
 
 
+VALIDATE_DESCRIPTION = """Run the validation a fit runs (nmmozoo fit --val_every) once and print
+val/score (the held-out score, points of 100), val/completion (share of agent-episodes whose
+held-out task was completed) and val/lifespan (mean ticks lived): PvE on --val_maps held-out
+maps (default: enough for every held-out task once) x --val_episodes episodes of --val_ticks
+ticks, seed --seed, the world of the recipe or checkpoint. MODEL_OR_RECIPE and --ckpt_path as
+in nmmozoo test (a pretrained name, a .safetensors export, a fit's .ckpt, or 'last':
+runs/<recipe>/checkpoints/last.ckpt or --run_dir's)."""
+
+
+def _validate(a: argparse.Namespace) -> int:
+    from nmmozoo.evaluate import EvalError, load_for_test
+    from nmmozoo.train.validate import check_setting_sizes, run_validation, validation_setting
+
+    def fail(msg: str) -> int:
+        print(f"nmmozoo validate: {msg}", file=sys.stderr)
+        return 2
+
+    for flag, v in (("--val_maps", a.val_maps), ("--val_episodes", a.val_episodes), ("--val_ticks", a.val_ticks)):
+        if v is not None and v < 1:
+            return fail(f"{flag} must be >= 1, got {v}")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    try:
+        src = load_for_test(a.model, a.ckpt_path, run_dir=a.run_dir, init_seed=a.init_seed)
+        pol = src["policy"]
+        task_dim = pol.sizes["task_dim"] if pol is not None and hasattr(pol, "sizes") else None
+        setting = validation_setting(src["preset"], src["env"], task_dim, a.val_maps, a.val_episodes,
+                                     a.val_ticks, a.seed)
+        check_setting_sizes(pol, setting)
+        r = run_validation(pol, setting, a.device)
+    except (EvalError, ValueError) as e:
+        return fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    for k in ("val/score", "val/completion", "val/lifespan"):
+        print(f"{k} {r[k]:.6g}" if k in r else f"{k} – (no held-out tasks: the policy has no task input)")
+    print(f"({src['name']}: {setting['preset']}, {setting['num_maps']} held-out maps x {setting['episodes']} "
+          f"episode(s) of {setting['horizon']} ticks, {setting['tasks']} tasks, seed {setting['seed']}; "
+          f"{int(r['val/agent_episodes']):,} agent-episodes in {r['val/wall_s']:.1f}s, "
+          f"{torch.get_num_threads()} torch threads)")
+    return 0
+
+
+def _report(a: argparse.Namespace) -> int:
+    from nmmozoo.report import ReportError, write_curves
+
+    try:
+        files, runs = write_curves(a.run_dirs, a.out)
+    except (ReportError, OSError) as e:
+        print(f"nmmozoo report: {e}", file=sys.stderr)
+        return 2
+    for label, rows in runs.items():
+        vals = [r for r in rows if "val/score" in r or "val/lifespan" in r]
+        last = vals[-1] if vals else {}
+        print(f"{label}: {len(rows)} updates, {int(rows[-1]['train/agent_steps']):,} agent-steps, "
+              f"{len(vals)} validations" + ("" if not last else "; last: " + ", ".join(
+                  f"{k} {last[k]:.4g}" for k in ("val/score", "val/completion", "val/lifespan") if k in last)))
+    print("curves: " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _predict(a: argparse.Namespace) -> int:
+    """``nmmozoo predict``: play one map with a policy and record its replay."""
+    from nmmozoo.evaluate import EvalError, load_for_test
+    from nmmozoo.replay import ReplayError, record_episode
+
+    def fail(msg: str) -> int:
+        print(f"nmmozoo predict: {msg}", file=sys.stderr)
+        return 2
+
+    if a.ticks is not None and a.ticks < 1:
+        return fail(f"--ticks must be >= 1, got {a.ticks}")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    overrides = {k: v for k, v in (("horizon", a.horizon), ("num_npcs", a.num_npcs)) if v is not None}
+    ck = None if a.ckpt_path in (None, "none") else a.ckpt_path
+    t0 = time.perf_counter()
+    try:
+        src = load_for_test(a.model, ck, run_dir=a.run_dir, preset=a.preset, tasks=a.tasks,
+                            init_seed=a.init_seed, **overrides)
+        replay = record_episode(src["policy"], preset=src["preset"], ticks=a.ticks, seed=a.seed, tasks=a.tasks,
+                                device=a.device, deterministic=a.deterministic, name=src["name"], **src["env"])
+        out = replay.save(a.replay)
+    except (EvalError, ReplayError, ValueError, OSError) as e:
+        return fail(str(e))
+    alive = int(replay["alive"][-1][:replay.num_agents].sum())
+    print(f"{src['name']} on {src['preset']} (map {replay.meta['map_seed']}, seed {a.seed}): "
+          f"{replay.ticks} ticks, {alive}/{replay.num_agents} players alive at the end, "
+          f"{len(replay['attacks'])} attacks, {len(replay['deaths'])} deaths; "
+          f"replay {out} ({out.stat().st_size / 1024:,.0f} KiB) in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+def _render(a: argparse.Namespace) -> int:
+    """``nmmozoo render``: a replay file to an animated GIF and an HTML viewer."""
+    from nmmozoo.render import render_gif, render_html
+    from nmmozoo.replay import Replay, ReplayError
+
+    def fail(msg: str) -> int:
+        print(f"nmmozoo render: {msg}", file=sys.stderr)
+        return 2
+
+    if a.every < 1 or a.fps <= 0 or (a.scale is not None and a.scale < 1):
+        return fail(f"--every and --scale must be >= 1 and --fps > 0, got {a.every}, {a.scale}, {a.fps}")
+    t0 = time.perf_counter()
+    try:
+        replay = Replay.load(a.file)
+    except ReplayError as e:
+        return fail(str(e))
+    stem = Path(a.file).with_suffix("") if Path(a.file).suffix == ".npz" else Path(a.file)
+    gif, html = a.gif, a.html
+    if gif is None and html is None:  # neither asked for: both, beside the replay
+        gif, html = f"{stem}.gif", f"{stem}.html"
+    try:
+        for path, write in ((gif, lambda p: render_gif(replay, p, scale=a.scale, fps=a.fps, every=a.every)),
+                            (html, lambda p: render_html(replay, p))):
+            if path is not None:
+                out = write(path)
+                print(f"{out} ({out.stat().st_size / 1024:,.0f} KiB)")
+    except (OSError, ValueError) as e:
+        return fail(str(e))
+    print(f"rendered {replay.ticks} ticks in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nmmozoo", description="Neural MMO 2 model zoo")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -485,6 +622,52 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--report", default=None, metavar="DIR",
                    help="write results.json, results.md and PNG plots there (adds to a report of the same setting)")
     t.set_defaults(func=_test)
+    v = sub.add_parser("validate", help="the fit's validation (held-out maps and tasks) once: val/score, "
+                       "val/completion, val/lifespan", description=VALIDATE_DESCRIPTION)
+    v.add_argument("model", metavar="MODEL_OR_RECIPE")
+    v.add_argument("--ckpt_path", default=None, metavar="NAME|PATH|last")
+    v.add_argument("--run_dir", default=None, help="where --ckpt_path last looks (default runs/<recipe>)")
+    v.add_argument("--val_maps", type=int, default=None, help="held-out maps (default: every held-out task once)")
+    v.add_argument("--val_episodes", type=int, default=1, help="whole episodes per map")
+    v.add_argument("--val_ticks", type=int, default=256, help="episode horizon (ticks)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the maps and action sampling (fits use 0)")
+    v.add_argument("--init_seed", type=int, default=0, help="seed of an untrained model's weights")
+    v.add_argument("--device", default="cpu")
+    v.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    v.set_defaults(func=_validate)
+    rp = sub.add_parser("report", help="learning curves (PNG) of fits, from their CSV logs")
+    rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a fit's --run_dir (e.g. runs/demo)")
+    rp.add_argument("--out", default="reports/curves", metavar="DIR", help="where the PNGs go (default reports/curves)")
+    rp.set_defaults(func=_report)
+    pr = sub.add_parser("predict", help="play one map with a policy and record a replay (nmmozoo render "
+                        "draws it)", description="Play one held-out map with MODEL_OR_RECIPE ('random', "
+                        "'forager', a recipe or a zoo model; --ckpt_path as for nmmozoo test) and record the "
+                        "episode into --replay FILE (nmmozoo.replay's .npz format).")
+    pr.add_argument("model", metavar="MODEL_OR_RECIPE")
+    pr.add_argument("--ckpt_path", default=None, metavar="NAME|PATH|last")
+    pr.add_argument("--replay", required=True, metavar="FILE", help="the replay file to write (.npz)")
+    pr.add_argument("--ticks", type=int, default=None, help="ticks to play (default: the whole episode)")
+    pr.add_argument("--seed", type=int, default=0, help="picks the held-out map and seeds the actions")
+    pr.add_argument("--preset", default=None)
+    pr.add_argument("--tasks", default="heldout", help="heldout (default), curriculum, none, or a task file")
+    pr.add_argument("--horizon", type=int, default=None)
+    pr.add_argument("--num_npcs", type=int, default=None)
+    pr.add_argument("--deterministic", action="store_true", help="argmax actions instead of sampling")
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    pr.add_argument("--init_seed", type=int, default=0, help="seed of an untrained model's weights")
+    pr.add_argument("--run_dir", default=None, help="where --ckpt_path last looks (default runs/<recipe>)")
+    pr.set_defaults(func=_predict)
+    rd = sub.add_parser("render", help="draw a replay: animated GIF and a self-contained HTML viewer",
+                        description="Render a replay file (nmmozoo predict --replay). Without --gif and "
+                        "--html both are written beside FILE (FILE without .npz, plus .gif / .html).")
+    rd.add_argument("file", metavar="FILE")
+    rd.add_argument("--gif", default=None, metavar="OUT.gif")
+    rd.add_argument("--html", default=None, metavar="OUT.html")
+    rd.add_argument("--fps", type=float, default=10.0, help="GIF frames per second")
+    rd.add_argument("--every", type=int, default=1, help="GIF: one frame every N ticks")
+    rd.add_argument("--scale", type=int, default=None, help="GIF pixels per tile (default: ~640 px across)")
+    rd.set_defaults(func=_render)
     sub.add_parser("fit", help="train a recipe with PPO (Lightning CLI over TorchRL); "
                    "nmmozoo fit --help for its options")
     argv = sys.argv[1:] if argv is None else list(argv)

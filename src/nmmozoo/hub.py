@@ -3,7 +3,10 @@ and the package version in the file's metadata; a name index with hashes.
 
 ``checkpoints/index.yaml`` maps a name to ``{file | url, sha256}``. Loading checks the hash
 of every indexed file (and of every download), loads strictly, and refuses a damaged file, a
-hash mismatch or a spec mismatch with a :class:`HubError`. Nothing is ever unpickled.
+hash mismatch or a spec mismatch with a :class:`HubError`. Nothing is ever unpickled, and
+nothing is downloaded unless a URL was asked for (given directly, or as the ``url`` of the
+index entry named); downloads go through ``torch.hub.download_url_to_file``, which keeps
+only a complete file with the expected hash.
 """
 
 from __future__ import annotations
@@ -11,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import re
 import urllib.parse
-import urllib.request
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -78,28 +79,42 @@ def save_pretrained(policy: Policy, path: str | Path, recipe: dict | None = None
     return atomic_write(path, save(tensors, metadata=meta))
 
 
+def _check_sha(sha256: str | None, what: str) -> str | None:
+    if sha256 is None:
+        return None
+    sha = str(sha256).strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", sha):
+        raise HubError(f"{what}: sha256 must be 64 hexadecimal digits, got {sha256!r}")
+    return sha
+
+
 def _download(url: str, sha256: str | None) -> Path:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    name = sha256 or hashlib.sha256(url.encode()).hexdigest()
-    dest = CACHE / f"{name}.safetensors"
-    if dest.exists() and (sha256 is None or sha256_of(dest) == sha256):
+    """The file at ``url``, in the cache (``$NMMOZOO_CACHE``, default ``~/.cache/nmmozoo``),
+    named by its sha256 (or by the URL's when none is given). Fetched only when this is asked
+    for (a URL given to :func:`load_pretrained`, or an index entry with a ``url``), by
+    ``torch.hub.download_url_to_file``: the bytes go to a temporary file beside the
+    destination, their sha256 is checked against ``sha256`` and only a complete, matching file
+    is moved into place, so a failed or wrong download leaves no file behind. A cached file
+    whose hash matches is used without downloading."""
+    from torch.hub import download_url_to_file
+
+    sha = _check_sha(sha256, url)
+    dest = Path(CACHE) / f"{sha or hashlib.sha256(url.encode()).hexdigest()}.safetensors"
+    if dest.is_file() and (sha is None or sha256_of(dest) == sha):
         return dest
-    fd, tmp = tempfile.mkstemp(dir=CACHE, suffix=".part")
-    os.close(fd)
     try:
-        try:
-            with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
-                shutil.copyfileobj(r, f)
-        except OSError as e:
-            raise HubError(f"could not download {url}: {e}") from None
-        got = sha256_of(tmp)
-        if sha256 is not None and got != sha256:
-            raise HubError(f"hash mismatch for {url}: expected sha256 {sha256}, got {got}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        download_url_to_file(url, str(dest), hash_prefix=sha, progress=False)
+    except RuntimeError as e:  # torch.hub's hash check: 'invalid hash value (expected ..., got ...)'
+        got = re.search(r'got "([0-9a-f]+)"', str(e))
+        raise HubError(f"hash mismatch for {url}: expected sha256 {sha}, got "
+                       f"{got.group(1) if got else str(e)}") from None
+    except (OSError, ValueError) as e:  # unreachable, missing, or not a URL urllib knows
+        raise HubError(f"could not download {url}: {e}") from None
     return dest
+
+
+URL_SCHEMES = ("http", "https", "file")
 
 
 def _resolve(source: str | Path) -> tuple[Path, str | None]:
@@ -108,17 +123,21 @@ def _resolve(source: str | Path) -> tuple[Path, str | None]:
     index = pretrained_index()
     if src in index:
         entry = index[src]
-        sha = entry.get("sha256")
+        if not isinstance(entry, dict):
+            raise HubError(f"checkpoint {src!r}: index entry must be a mapping with 'file' or 'url'")
+        sha = _check_sha(entry.get("sha256"), f"checkpoint {src!r}")
         if "file" in entry:
             path = Path(str(resources.files("nmmozoo.checkpoints") / entry["file"]))
             if not path.exists():
                 raise HubError(f"checkpoint {src!r}: file {entry['file']!r} is missing")
             return path, sha
         if "url" in entry:
-            return _download(entry["url"], sha), sha
+            if sha is None:
+                raise HubError(f"checkpoint {src!r}: a 'url' entry needs its 'sha256' (nothing "
+                               "is downloaded unchecked)")
+            return _download(str(entry["url"]), sha), sha
         raise HubError(f"checkpoint {src!r}: index entry needs 'file' or 'url'")
-    scheme = urllib.parse.urlparse(src).scheme
-    if scheme in ("http", "https", "file"):
+    if urllib.parse.urlparse(src).scheme in URL_SCHEMES:
         return _download(src, None), None
     path = Path(src)
     if path.exists():
@@ -129,12 +148,19 @@ def _resolve(source: str | Path) -> tuple[Path, str | None]:
 
 def load_pretrained(source: str | Path, map_location: str | torch.device = "cpu",
                     sha256: str | None = None) -> Policy:
-    """A ready policy from a pretrained name, a ``.safetensors`` path or a URL."""
+    """A ready policy from a pretrained name, a ``.safetensors`` path or a URL (``http``,
+    ``https`` or ``file``; downloaded into the cache, see :func:`_download`). ``sha256``, when
+    given, is the file's expected hash: it is checked before anything is read (and a download
+    that does not match is not kept)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
-    path, expected = _resolve(source)
-    expected = sha256 or expected
+    sha256 = _check_sha(sha256, str(source))
+    if sha256 is not None and urllib.parse.urlparse(str(source)).scheme in URL_SCHEMES:
+        path, expected = _download(str(source), sha256), sha256  # checked as it arrives
+    else:
+        path, expected = _resolve(source)
+        expected = sha256 or expected
     if expected is not None:
         got = sha256_of(path)
         if got != expected:

@@ -2,12 +2,12 @@
 head, reading the env's TensorDict and writing masked multi-head actions.
 
     policy = nmmozoo.create_policy("baseline", env=env)
-    td = policy.act(td)            # ("agents","action",<head>), log-prob, value
+    td = policy(td)                # ("agents","action",<head>), sample_log_prob, state_value
+    out = policy.network(td)       # the network's masked logits per head, value, memory state
 """
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 from importlib import resources
 from pathlib import Path
@@ -15,15 +15,17 @@ from typing import Any
 
 import torch
 import yaml
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
 from torch import nn
 
 from . import nn as _components  # noqa: F401 - registers the components
 from .env import constants as C
 from .env.config import EnvConfig, make_config
-from .env.observe import expand_observation
+from .inputs import AgentRows, rows_from_td
+from .nn.distributions import MaskedHead
 from .env.constants import ACTION_HEADS, head_sizes
-from .nn.decoders import MarketRows
+from .nn.decoders import MapIndex, MarketRows, SparseRows
 from .nn.registry import SpecError, build
 
 STREAMS = ("tile", "entity", "inventory", "market", "task")
@@ -62,38 +64,65 @@ def list_models(pattern: str = "*", pretrained: bool = False) -> list[str]:
     return sorted(n for n in names if fnmatch.fnmatch(n, pattern))
 
 
-def _set_path(spec: dict, dotted: str, value: Any) -> None:
+def _set_path(spec, dotted: str, value: Any) -> None:
+    """Set the dotted key ``dotted`` (``encoders.tile.embed_dim``) of ``spec`` (an OmegaConf
+    config) to ``value``, replacing what was there; mappings on the way are created, and a
+    value on the way that is not a mapping is a :class:`SpecError`."""
+    from omegaconf import DictConfig, OmegaConf
+
     node = spec
-    keys = dotted.split(".")
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-    node[keys[-1]] = value
+    for k in dotted.split(".")[:-1]:  # OmegaConf.update would silently replace it
+        node = node.get(k) if isinstance(node, DictConfig) else None
+        if node is None:
+            break
+        if not isinstance(node, DictConfig):
+            raise SpecError(f"{spec.get('name', 'spec')}: override {dotted!r}: {k!r} is not a mapping")
+    OmegaConf.update(spec, dotted, value, merge=False)
 
 
 def resolve_spec(name_or_spec: str | dict | Path, **overrides) -> dict:
-    """A full spec from a model name, a YAML path or a dict, with dotted overrides
-    (``hidden=64``, ``**{"encoders.tile.embed_dim": 16}``)."""
+    """A full spec, as a plain dict, from a model name, a YAML path or a dict, with dotted
+    overrides (``hidden=64``, ``**{"encoders.tile.embed_dim": 16}``). Variants and overrides
+    are applied through OmegaConf, then interpolations are resolved, so a spec may write
+    ``embed_dim: ${hidden}`` and a variant that changes ``hidden`` changes both."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    def conf(data: Any, where: str):
+        try:
+            return OmegaConf.create(data)  # a copy: overrides never reach the caller's dict
+        except OmegaConfBaseException as e:
+            raise SpecError(f"{where}: {str(e).splitlines()[0]}") from None
+
     if isinstance(name_or_spec, dict):
-        spec = copy.deepcopy(name_or_spec)
+        spec = conf(name_or_spec, str(name_or_spec.get("name", "spec")))
     else:
         files = _spec_files()
         key = str(name_or_spec)
         if Path(key).suffix in (".yaml", ".yml") and Path(key).exists():
-            spec = _read_yaml(Path(key))
+            spec = conf(_read_yaml(Path(key)), Path(key).name)
         elif key in files:
-            spec = _read_yaml(files[key])
+            spec = conf(_read_yaml(files[key]), key)
         else:
             base, _, variant = key.rpartition("_")
             if base in files and variant in (_read_yaml(files[base]).get("variants") or {}):
-                spec = _read_yaml(files[base])
-                for k, v in spec["variants"][variant].items():
+                spec = conf(_read_yaml(files[base]), base)
+                for k, v in spec["variants"][variant].items_ex(resolve=False):
                     _set_path(spec, k, v)
                 spec["name"] = key
             else:
                 raise SpecError(f"unknown model {key!r}; registered: {list_models()}")
     spec.pop("variants", None)
     for k, v in overrides.items():
-        _set_path(spec, k, v)
+        try:
+            _set_path(spec, k, v)
+        except OmegaConfBaseException as e:
+            raise SpecError(f"{spec.get('name', 'spec')}: override {k!r}: {str(e).splitlines()[0]}") from None
+    try:
+        spec = OmegaConf.to_container(spec, resolve=True)
+    except OmegaConfBaseException as e:  # an interpolation that does not resolve
+        raise SpecError(f"{spec.get('name', 'spec')}.{getattr(e, 'full_key', '')}: "
+                        f"{str(e).splitlines()[0]}") from None
     required = ("name", "hidden", "encoders", "fusion", "memory", "decoder", "value")
     missing = [k for k in required if k not in spec]
     if missing:
@@ -160,9 +189,16 @@ def init_weights(policy: nn.Module, init: Any, path: str) -> None:
 
 
 # --- the network ---------------------------------------------------------------------------------------
-class Policy(nn.Module):
-    """One model of the zoo. ``forward`` maps the env's TensorDict to masked logits per head,
-    the value and the next memory state."""
+class Policy(TensorDictModuleBase):
+    """One model of the zoo, a TensorDict module: ``policy(td)`` reads the env's TensorDict
+    and writes ``("agents","action",<head>)``, ``("agents","sample_log_prob")`` (summed over
+    heads), ``("agents","state_value")`` and, for a recurrent model,
+    ``("next","agents","recurrent_state")`` — sampled, or the most likely actions under
+    TorchRL's deterministic exploration type. :meth:`network` gives the network's masked
+    logits per head, the value and the next memory state."""
+
+    in_keys = ["agents", "market"]
+    out_keys = [("agents", "action"), ("agents", "sample_log_prob"), ("agents", "state_value")]
 
     def __init__(self, spec: dict, sizes: dict):
         super().__init__()
@@ -253,43 +289,44 @@ class Policy(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    # --- inputs ----------------------------------------------------------------------------------------
-    def _inputs(self, td: TensorDictBase):
-        agents = td.get("agents")
-        lead = agents.batch_size  # [..., B, P]
-        P = lead[-1]
-        if "entity" not in agents.keys():  # compact observations: expand here
-            tile, entity = expand_observation(
-                td.get("material").reshape(-1, *td.get("material").shape[-2:]),
-                td.get("entity_table").reshape(-1, *td.get("entity_table").shape[-2:]),
-                agents.get("position").reshape(-1, P, 2), agents.get("entity_index").reshape(-1, P,
-                agents.get("entity_index").shape[-1]), agents.get("mask").reshape(-1, P),
-                self.sizes["window"] // 2)
-        else:
-            tile, entity = agents.get("tile"), agents.get("entity")
-        N = lead.numel()
-        flat = lambda x: x.reshape(N, *x.shape[len(lead):])  # noqa: E731
-        market = td.get("market")
-        market = market.reshape(-1, *market.shape[-2:])
-        task = agents.get("task", None)
-        return lead, flat(tile), flat(entity), flat(agents.get("inventory")), market, \
-            None if task is None else flat(task), flat
+    # --- the network -----------------------------------------------------------------------------------
+    def forward(self, td: TensorDictBase, task_table: torch.Tensor | None = None) -> TensorDictBase:
+        """Act on every agent of ``td`` (in place, and returned): see the class docstring and
+        :meth:`sample` for the dead agents. The most likely actions where TorchRL's exploration
+        type is deterministic or mode, sampled otherwise."""
+        from torchrl.envs.utils import ExplorationType, exploration_type
 
-    def forward(self, td: TensorDictBase, sequence: bool = False) -> dict[str, Any]:
-        """``sequence``: the td's last batch dim before the agents is time (``[n, T]`` map-
-        steps in order), and a recurrent memory runs over it from the state stored at the
-        first step (truncated BPTT); otherwise every map-step is one independent step."""
-        lead, tile, entity, inventory, market, task, flat = self._inputs(td)
-        P = lead[-1]
-        N = tile.shape[0]
-        index = td.get(("agents", "agent_index"), None)  # agent-steps gathered from many maps
-        agent_id = (flat(index) if index is not None else torch.arange(N, device=tile.device) % P) + 1
+        deterministic = exploration_type() in (ExplorationType.DETERMINISTIC, ExplorationType.MODE)
+        return self.act(td, deterministic, task_table)
+
+    def network(self, td: TensorDictBase, sequence: bool = False,
+                task_table: torch.Tensor | None = None) -> dict[str, Any]:
+        """Every agent of the env's TensorDict ``[..., B, P]`` (dense or compact observations;
+        a compact ``task_id`` needs ``task_table``, the env's task embeddings). ``sequence``:
+        the td's last batch dim before the agents is time (``[n, T]`` map-steps in order), and
+        a recurrent memory runs over it from the state stored at the first step (truncated
+        BPTT); otherwise every map-step is one independent step."""
+        return self.forward_rows(rows_from_td(td, self.sizes["window"] // 2, task_table=task_table),
+                                 sequence)
+
+    def forward_rows(self, rows: AgentRows, sequence: bool = False) -> dict[str, Any]:
+        """The network on :class:`~nmmozoo.inputs.AgentRows`: masked logits per head, the
+        value and the next memory state, shaped ``rows.lead``. With ``sequence`` the lead is
+        ``[n, T, P]`` and the memory runs along ``T``."""
+        lead = rows.lead
+        tile, entity, inventory, market = rows.tile, rows.entity, rows.inventory, rows.market
+        agent_id = rows.agent_id
         if self.present_rows and hasattr(self.entity, "present"):  # present entity rows only
             ent_rows, me = self.entity.present(entity, agent_id)
         else:
             ent_rows, me = self.entity(entity, agent_id)
-        inv_rows = self.item(inventory)
         inv_mask = inventory[..., 1] > 0
+        if self.present_rows:  # the items held only, one empty-row embedding for the rest
+            n, sl = (inventory != 0).any(-1).nonzero(as_tuple=True)
+            enc = self.item(torch.cat([inventory[n, sl], inventory.new_zeros(1, inventory.shape[-1])]))
+            inv_rows = SparseRows(enc[:-1], n, sl, enc[-1], inventory.shape[0], inventory.shape[1])
+        else:
+            inv_rows = self.item(inventory)
         mk_mask = market[..., 1] > 0
         if self.present_rows:  # per map, never per agent; listed rows only
             g, m = mk_mask.nonzero(as_tuple=True)
@@ -299,12 +336,14 @@ class Policy(nn.Module):
             mk_rows = self.item(market)
         mk = self.market(mk_rows, mk_mask)  # [G, H]
         streams = {"tile": self.tile(tile), "entity": me, "inventory": self.inventory(inv_rows, inv_mask),
-                   "market": mk.repeat_interleave(P, 0)}
+                   "market": (mk.repeat_interleave(rows.per_map, 0) if rows.per_map is not None
+                              else mk.index_select(0, rows.map_of))}
         if self.task is not None:
-            if task is None:
+            if rows.task is None:
                 raise ValueError(f"model {self.name!r} was built for task embeddings of size "
-                                 f"{self.sizes['task_dim']}, but the input has no ('agents','task')")
-            streams["task"] = self.task(task)
+                                 f"{self.sizes['task_dim']}, but the input has no ('agents','task') "
+                                 f"(compact observations: pass the env's task table)")
+            streams["task"] = self.task(rows.task)
         else:
             streams["task"] = torch.zeros_like(me)
         if self.others is not None:
@@ -313,9 +352,10 @@ class Policy(nn.Module):
         x = self.fusion(streams)
         state = None
         if self.memory.layers:
-            x, state = self._memory(td, x, lead, flat, sequence)
-        logits = self.decoder(x, {"entity": ent_rows, "inventory": inv_rows, "market": mk_rows}, P)
-        masks = {h: flat(td.get(("agents", "action_mask", h))) for h in ACTION_HEADS}
+            x, state = self._memory(x, rows, sequence)
+        logits = self.decoder(x, {"entity": ent_rows, "inventory": inv_rows, "market": mk_rows},
+                              MapIndex(rows.map_of, rows.per_map))
+        masks = rows.masks
         for r in self.restrictions:
             masks = r(masks, entity)
         neg = torch.finfo(x.dtype).min
@@ -333,55 +373,28 @@ class Policy(nn.Module):
             return None
         return (2, self.memory.layers, self.spec["hidden"])
 
-    def _memory(self, td, x, lead, flat, sequence):
-        """Run the memory. The state is read from ``("agents","recurrent_state")`` (zeros when
-        absent) and zeroed where a map's episode starts (``is_init``, from TorchRL's
-        ``InitTracker``)."""
-        agents = td.get("agents")
-        st = agents.get("recurrent_state", None)
-        init = td.get("is_init", None)
-        reset = (init[..., :1].expand(lead) if init is not None else
-                 torch.zeros(lead, dtype=torch.bool, device=x.device))
+    def _memory(self, x, rows: AgentRows, sequence: bool):
+        """Run the memory from each row's stored state (zeros when absent), restarted where
+        the row's map starts an episode (``is_init``, from TorchRL's ``InitTracker``)."""
+        st, reset = rows.state, rows.reset
         if not sequence:
-            N = x.shape[0]
-            x, state = self.memory(x, None if st is None else flat(st), reset.reshape(N))
-            return x, state
+            return self.memory(x, st, reset)
+        lead = rows.lead
         if len(lead) < 3:
             raise ValueError("sequence=True needs map-steps with a time dim: [..., T, agents]")
         *rest, T, P = lead
         n = int(torch.Size(rest).numel())
         H = x.shape[-1]
         xs = x.reshape(n, T, P, H).transpose(1, 2).reshape(n * P, T, H)
-        s0 = None if st is None else st.reshape(n, T, P, *st.shape[len(lead):])[:, 0].reshape(
-            n * P, *st.shape[len(lead):])
+        s0 = None if st is None else st.reshape(n, T, P, *st.shape[1:])[:, 0].reshape(n * P, *st.shape[1:])
         rs = reset.reshape(n, T, P).transpose(1, 2).reshape(n * P, T)
         out, state = self.memory.sequence(xs, s0, rs)
         out = out.reshape(n, P, T, H).transpose(1, 2).reshape(-1, H)
         return out, None
 
     # --- acting --------------------------------------------------------------------------------------
-    _LIVE_AGENT_KEYS = ("tile", "entity", "inventory", "task", "mask", "action_mask", "position",
-                        "entity_index", "recurrent_state")
-    _LIVE_MAP_KEYS = ("market", "material", "entity_table", "is_init")
-
-    def _live_forward(self, td: TensorDictBase):
-        """The network on the alive agents only: each live agent-step becomes a map of one
-        agent (its map's market and map data, ``("agents","agent_index")`` its id), as the
-        trainer's minibatches are. Returns the flat live indices into ``[maps·P]``, the
-        lead shape, and the forward's output ``[L, 1, ...]``."""
-        agents = td.get("agents")
-        lead = agents.batch_size
-        P = lead[-1]
-        alive = agents.get("mask").reshape(-1)
-        live = alive.nonzero().squeeze(-1)
-        maps = td.select(*[k for k in self._LIVE_MAP_KEYS if k in td.keys()]).reshape(-1)[live // P]
-        sub = agents.select(*[k for k in self._LIVE_AGENT_KEYS if k in agents.keys()]).reshape(-1)[live]
-        index = agents.get("agent_index", None)
-        sub.set("agent_index", (index.reshape(-1)[live] if index is not None else live % P))
-        maps.set("agents", sub.unsqueeze(-1))  # [L, 1]
-        return live, lead, self(maps)
-
-    def sample(self, td: TensorDictBase, deterministic: bool = False) -> dict[str, Any]:
+    def sample(self, td: TensorDictBase, deterministic: bool = False,
+               task_table: torch.Tensor | None = None) -> dict[str, Any]:
         """Actions for every agent of ``td`` ``[..., P]``: ``action`` (head → index),
         ``log_prob`` (summed over heads), ``value`` and ``recurrent_state`` (if any). With
         ``live_only`` the network runs on the alive agents alone and every dead agent gets
@@ -390,8 +403,8 @@ class Policy(nn.Module):
         runs and samples."""
         masks = td.get(("agents", "action_mask"))
         if not self.live_only:
-            out = self(td)
-            dist = {h: torch.distributions.Categorical(logits=lg) for h, lg in out["logits"].items()}
+            out = self.network(td, task_table=task_table)
+            dist = {h: MaskedHead(lg) for h, lg in out["logits"].items()}
             action = {h: (lg.argmax(-1) if deterministic else dist[h].sample())
                       for h, lg in out["logits"].items()}
             res = {"action": action, "log_prob": sum(dist[h].log_prob(a) for h, a in action.items()),
@@ -400,31 +413,32 @@ class Policy(nn.Module):
                 res["recurrent_state"] = out["recurrent_state"]
             return res
         agents = td.get("agents")
-        if not agents.get("mask").any():  # nobody alive: nothing to run
-            lead = agents.batch_size
-            live = torch.zeros(0, dtype=torch.long, device=agents.device)
-            out = {"logits": {h: masks.get(h).new_zeros(0, 1, masks.get(h).shape[-1], dtype=torch.float)
-                              for h in ACTION_HEADS}, "value": torch.zeros(0, 1, device=agents.device)}
+        lead = agents.batch_size
+        live = agents.get("mask").reshape(-1).nonzero().squeeze(-1)
+        if live.numel() == 0:  # nobody alive: nothing to run
+            out = {"logits": {h: masks.get(h).new_zeros(0, masks.get(h).shape[-1], dtype=torch.float)
+                              for h in ACTION_HEADS}, "value": torch.zeros(0, device=agents.device)}
             if self.recurrent_shape is not None:
-                out["recurrent_state"] = torch.zeros(0, 1, *self.recurrent_shape, device=agents.device)
+                out["recurrent_state"] = torch.zeros(0, *self.recurrent_shape, device=agents.device)
         else:
-            live, lead, out = self._live_forward(td)
+            out = self.forward_rows(rows_from_td(td, self.sizes["window"] // 2, select=live,
+                                                 task_table=task_table))
         action, logp = {}, 0
         for h in ACTION_HEADS:
             m = masks.get(h)
             n = m.shape[-1]
             full = (n - 1 - m.flip(-1).to(torch.uint8).argmax(-1)).reshape(-1)  # last allowed
-            lg = out["logits"][h][:, 0]
-            dist = torch.distributions.Categorical(logits=lg)
+            lg = out["logits"][h]
+            dist = MaskedHead(lg)
             a = lg.argmax(-1) if deterministic else dist.sample()
             action[h] = full.index_copy(0, live, a).reshape(lead)
             logp = logp + dist.log_prob(a)
-        value = out["value"][:, 0]
+        value = out["value"]
         res = {"action": action,
                "log_prob": value.new_zeros(lead.numel()).index_copy(0, live, logp).reshape(lead),
                "value": value.new_zeros(lead.numel()).index_copy(0, live, value).reshape(lead)}
         if "recurrent_state" in out:
-            st = out["recurrent_state"][:, 0]
+            st = out["recurrent_state"]
             prev = td.get(("agents", "recurrent_state"), None)
             prev = (st.new_zeros(lead.numel(), *st.shape[1:]) if prev is None
                     else prev.reshape(lead.numel(), *st.shape[1:]).to(st.dtype))
@@ -432,15 +446,17 @@ class Policy(nn.Module):
         return res
 
     @torch.no_grad()
-    def act(self, td: TensorDictBase, deterministic: bool = False) -> TensorDictBase:
-        """Sample masked actions for every head into ``td`` (in place), with the summed
-        log-probability ``("agents","action_log_prob")`` and ``("agents","state_value")``
+    def act(self, td: TensorDictBase, deterministic: bool = False,
+            task_table: torch.Tensor | None = None) -> TensorDictBase:
+        """Write masked actions for every head into ``td`` (in place, and returned), with the
+        summed log-probability ``("agents","sample_log_prob")``, ``("agents","state_value")``
+        ``[..., P, 1]`` and, for a recurrent model, ``("next","agents","recurrent_state")``
         (see :meth:`sample` for the dead agents)."""
-        res = self.sample(td, deterministic)
-        for h, a in res["action"].items():
-            td.set(("agents", "action", h), a)
-        td.set(("agents", "action_log_prob"), res["log_prob"])
-        td.set(("agents", "state_value"), res["value"])
+        res = self.sample(td, deterministic, task_table)
+        lead = td.get("agents").batch_size
+        td.set(("agents", "action"), TensorDict(res["action"], batch_size=lead))
+        td.set(("agents", "sample_log_prob"), res["log_prob"])
+        td.set(("agents", "state_value"), res["value"][..., None])
         if "recurrent_state" in res:
             td.set(("next", "agents", "recurrent_state"), res["recurrent_state"])
         return td

@@ -1,20 +1,25 @@
 """Training recipes: a model, env settings, reward terms and PPO hyper-parameters, as YAML
 (``recipes/<name>.yaml``). This module loads and validates them and builds their env (with
 the reward-shaping transform) and policy; the trainer reads the ``ppo`` and ``trainer``
-sections."""
+sections. Recipes are read, overridden and interpolated with OmegaConf; the ``ppo`` section
+is typed by ``PPOConfig``'s structured config and the ``env`` section by ``EnvConfig``'s (in
+:func:`nmmozoo.env.make_config`). What leaves this module is plain dicts and dataclasses."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torchrl.envs import TransformedEnv
 
+from . import _typed
 from .env import make_env
 from .env.config import ConfigError
 from .nn.registry import SpecError
@@ -111,32 +116,81 @@ def _check_section(recipe: dict, key: str, kind: type, path: str) -> None:
         raise SpecError(f"{path}: '{key}' must be a {kind.__name__}")
 
 
-def load_recipe(source: str | Path | dict, overrides: dict | None = None) -> dict:
-    """A validated recipe from a name (``recipes/<name>.yaml``), a path or a dict;
-    ``overrides`` use dotted keys (``{"ppo.lr": 1e-4}``)."""
-    if isinstance(source, dict):
-        recipe, path = copy.deepcopy(source), "recipe"  # overrides must not reach the caller's dict
-    else:
-        p = Path(source)
-        if not p.exists() and str(source) in _shipped():
-            p = _shipped()[str(source)]
-        if not p.exists():
-            raise SpecError(f"recipe {str(source)!r} not found (a path, or one of {list_recipes()})")
+def _read(source: str | Path | Mapping) -> tuple[DictConfig, str, Path | None]:
+    """(the recipe as an OmegaConf config, its name in messages, its file or None)."""
+    if isinstance(source, Mapping):  # a copy: overrides never reach the caller's dict
         try:
-            recipe = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise SpecError(f"{p}: not valid YAML: {e}") from None
-        path = p.name
-    if not isinstance(recipe, dict):
-        raise SpecError(f"{path}: a recipe is a mapping")
-    for k, v in (overrides or {}).items():
-        node = recipe
-        parts = k.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
+            return OmegaConf.create(source), "recipe", None
+        except OmegaConfBaseException as e:
+            raise SpecError(f"recipe: {_first_line(e)}") from None
+    p = Path(source)
+    if not p.exists() and str(source) in _shipped():
+        p = _shipped()[str(source)]
+    if not p.exists():
+        raise SpecError(f"recipe {str(source)!r} not found (a path, or one of {list_recipes()})")
+    try:
+        cfg = OmegaConf.load(p)  # YAML as OmegaConf reads it (1e-4 is a number; no duplicate keys)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(cfg, DictConfig):
+        raise SpecError(f"{p.name}: a recipe is a mapping")
+    return cfg, p.name, p
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _override(cfg: DictConfig, overrides: Mapping[str, Any] | Sequence[str], path: str) -> None:
+    """Apply dotted overrides: ``{"ppo.lr": 1e-4}`` or ``["ppo.lr=1e-4"]`` (values read as
+    YAML by ``OmegaConf.from_dotlist``); each replaces the value at its key, whole sections
+    included (``{"ppo": {...}}`` is the new ppo section, not merged into the old one)."""
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    if not isinstance(overrides, Mapping):
+        items = []
+        for item in overrides:
+            key, eq, _ = str(item).partition("=")
+            if not eq or not key.strip():
+                raise SpecError(f"{path}: override {item!r}: expected key=value")
+            try:
+                value = OmegaConf.select(OmegaConf.from_dotlist([str(item)]), key.strip())
+            except (OmegaConfBaseException, yaml.YAMLError) as e:
+                raise SpecError(f"{path}: override {item!r}: {_first_line(e)}") from None
+            if isinstance(value, (DictConfig, ListConfig)):
+                value = OmegaConf.to_container(value)
+            items.append((key.strip(), value))
+    else:
+        items = list(overrides.items())
+    for k, v in items:
+        node: Any = cfg
+        for part in k.split(".")[:-1]:  # OmegaConf.update would replace a value on the way
+            node = node.get(part) if isinstance(node, DictConfig) else None
+            if node is None:
+                break
+            if not isinstance(node, DictConfig):
                 raise SpecError(f"{path}: override {k!r}: {part!r} is not a mapping")
-        node[parts[-1]] = v
+        try:
+            OmegaConf.update(cfg, k, v, merge=False)
+        except OmegaConfBaseException as e:
+            raise SpecError(f"{path}: override {k!r}: {_first_line(e)}") from None
+
+
+def load_recipe(source: str | Path | Mapping, overrides: Mapping[str, Any] | Sequence[str] | None = None
+                ) -> dict:
+    """A validated recipe, as a plain dict, from a name (``recipes/<name>.yaml``), a path or a
+    dict. It is read, overridden and resolved through OmegaConf: ``overrides`` use dotted
+    keys, as a mapping (``{"ppo.lr": 1e-4}``) or ``key=value`` strings (``["ppo.lr=1e-4"]``);
+    a value may interpolate another (``rollout_steps: ${ppo.minibatch_steps}``, resolved after
+    the overrides). The ``ppo`` section comes back typed (``PPOConfig``'s field types)."""
+    cfg, path, p = _read(source)
+    if overrides:
+        _override(cfg, overrides, path)
+    try:
+        recipe = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:  # an interpolation that does not resolve
+        where = f"{e.full_key}: " if getattr(e, "full_key", None) else ""
+        raise SpecError(f"{path}: {where}{_first_line(e)}") from None
     unknown = set(recipe) - set(SECTIONS)
     if unknown:
         raise SpecError(f"{path}: unknown section(s) {sorted(unknown)}; sections: {list(SECTIONS)}")
@@ -146,29 +200,31 @@ def load_recipe(source: str | Path | dict, overrides: dict | None = None) -> dic
     _check_section(recipe, "rewards", list, path)
     _check_section(recipe, "ppo", dict, path)
     _check_section(recipe, "trainer", dict, path)
-    ppo_fields = {f.name: f for f in dataclasses.fields(PPOConfig)}
-    for k, v in (recipe.get("ppo") or {}).items():
-        if k not in ppo_fields:
-            raise SpecError(f"{path}: ppo.{k} is not a PPO setting; known: {sorted(ppo_fields)}")
-        default = ppo_fields[k].default
-        ok = (isinstance(v, bool) if isinstance(default, bool) else
-              isinstance(v, int) and not isinstance(v, bool) if isinstance(default, int) else
-              isinstance(v, (int, float)) and not isinstance(v, bool))
-        if not ok:
-            raise SpecError(f"{path}: ppo.{k} expected {type(default).__name__}, got {v!r}")
     recipe["_path"] = path
-    recipe["_dir"] = None if isinstance(source, dict) else str(p.parent)
-    ppo_config(recipe)  # ranges, with the recipe's name
+    recipe["_dir"] = None if p is None else str(p.parent)
+    cfg = ppo_config(recipe)  # types and ranges, with the recipe's name
+    if recipe.get("ppo"):
+        recipe["ppo"] = {k: getattr(cfg, k) for k in recipe["ppo"]}
     return recipe
 
 
 def ppo_config(recipe: dict) -> PPOConfig:
-    """The recipe's PPO settings, range-checked (``PPOConfig`` holds the rules): a bad value
-    is a :class:`SpecError` naming the recipe and the field."""
+    """The recipe's PPO settings, merged onto ``PPOConfig``'s OmegaConf structured config
+    (types; ``"2"`` for an integer is 2, a bool takes only true or false), then range-checked
+    by ``PPOConfig.__post_init__``: a bad key or value is a :class:`SpecError` naming the
+    recipe, the field and the value."""
+    path = recipe.get("_path", "recipe")
     try:
-        return PPOConfig(**(recipe.get("ppo") or {}))
+        return _typed.instance(PPOConfig, recipe.get("ppo") or {})
+    except _typed.UnknownFieldsError as e:
+        bad = ", ".join(f"ppo.{k}" for k in e.unknown)
+        verb = "is not a PPO setting" if len(e.unknown) == 1 else "are not PPO settings"
+        raise SpecError(f"{path}: {bad} {verb}; known: {e.known}") from None
+    except _typed.FieldTypeError as e:
+        raise SpecError(f"{path}: ppo.{e.key} expected {_typed.type_name(e.annotation)}, "
+                        f"got {e.value!r}") from None
     except ValueError as e:
-        raise SpecError(f"{recipe.get('_path', 'recipe')}: {e}") from None
+        raise SpecError(f"{path}: {e}") from None
 
 
 def ppo_fields_help() -> list[tuple[str, Any, str]]:

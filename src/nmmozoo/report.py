@@ -185,3 +185,144 @@ def write_report(directory: str | Path, setting: dict[str, Any], policies: list[
         atomic_write(d / name, data)
         written.append(d / name)
     return written
+
+
+# --- learning curves of fits (`nmmozoo report`) ------------------------------------------------------
+
+X_KEY = "train/agent_steps"
+# (logged metric, title, y label): one PNG each, named after the metric
+CURVES = (
+    ("train/episode/return", "Episode return (training rollouts)", "shaped return"),
+    ("train/episode/lifespan", "Episode lifespan (training rollouts)", "ticks"),
+    ("train/task/completion", "Task completion (training rollouts)", "share of agent-episodes"),
+    ("val/score", "Held-out score (validation)", "points (of 100)"),
+    ("val/completion", "Held-out task completion (validation)", "share of agent-episodes"),
+    ("val/lifespan", "Lifespan on held-out maps (validation)", "ticks"),
+    ("agent_steps/s", "Training throughput", "live agent-steps/s"),
+)
+
+
+def curve_file(metric: str) -> str:
+    """The PNG a metric's curve is written to: ``val/score`` -> ``val_score.png``."""
+    if metric.endswith("/s"):  # agent_steps/s -> agent_steps_per_s.png
+        metric = metric[:-2] + "_per_s"
+    return metric.replace("/", "_") + ".png"
+
+
+def metrics_files(run_dir: str | Path) -> list[Path]:
+    """A fit's CSV logs, oldest first: ``<run_dir>/logs/version_N/metrics.csv`` (one per start
+    of the fit; a resumed run adds one). The ``logs`` folder or one ``version_N`` folder
+    may be given too. A :class:`ReportError` when there are none (naming the fits' run
+    directories below ``run_dir``, if it holds several)."""
+    d = Path(run_dir)
+    if not d.exists():
+        raise ReportError(f"run directory {str(d)!r} does not exist")
+    if not d.is_dir():
+        raise ReportError(f"{str(d)!r} is a file, not a run directory (give the fit's --run_dir, e.g. runs/demo)")
+
+    def version(p: Path) -> tuple:
+        tail = p.parent.name.rpartition("_")[2]
+        return (int(tail) if tail.isdigit() else -1, str(p))
+
+    for pattern in ("logs/*/metrics.csv", "*/metrics.csv", "metrics.csv"):
+        found = sorted(d.glob(pattern), key=version)
+        if found:
+            return found
+    below = sorted({str(p.parent.parent.parent) for p in d.glob("**/logs/*/metrics.csv")})
+    hint = (f"; it holds the run directories {below[:8]}{' ...' if len(below) > 8 else ''}: give them"
+            if below else " (a fit's CSV logger writes <run_dir>/logs/version_N/metrics.csv)")
+    raise ReportError(f"{str(d)!r} holds no fit metrics (no logs/version_N/metrics.csv){hint}")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
+    """The rows of a fit's CSV logs (every version, a resumed run's rows after the run it
+    resumed), one per logged update, sorted by ``train/agent_steps``; where two versions
+    logged the same agent-step count (a run resumed from an earlier checkpoint) the later
+    one's row is kept. Empty cells are left out of a row. A :class:`ReportError` when no
+    row has ``train/agent_steps``."""
+    import csv
+
+    by_x: dict[float, dict[str, float]] = {}
+    for f in metrics_files(run_dir):
+        with open(f, newline="") as fh:
+            for row in csv.DictReader(fh):
+                vals = {}
+                for k, v in row.items():
+                    if k is None or v in (None, ""):
+                        continue
+                    try:
+                        vals[k] = float(v)
+                    except ValueError:
+                        continue
+                if X_KEY in vals:
+                    by_x[vals[X_KEY]] = vals
+    if not by_x:
+        raise ReportError(f"{str(run_dir)!r}: its metrics.csv holds no row with {X_KEY} (no update was logged)")
+    return [by_x[x] for x in sorted(by_x)]
+
+
+def run_labels(run_dirs: list[str | Path]) -> list[str]:
+    """Legend labels: each run directory's name, or its whole path where names repeat."""
+    def run_of(r) -> Path:  # a logs/ or logs/version_N/ folder given: its run directory
+        p = Path(r).resolve()
+        if p.name.startswith("version_") and p.parent.name == "logs":
+            p = p.parent
+        return p.parent if p.name == "logs" and p.parent.name else p
+
+    names = [run_of(r).name for r in run_dirs]
+    return [n if names.count(n) == 1 else str(r) for n, r in zip(names, run_dirs)]
+
+
+def curve_figures(runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
+    """One matplotlib figure per metric of ``CURVES`` that some run logged (file name ->
+    figure): the metric against live agent-steps, one line per run (legend: its label),
+    validation points marked. The caller closes them."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    out = {}
+    for key, title, ylabel in CURVES:
+        series = {label: [(r[X_KEY], r[key]) for r in rows if key in r] for label, rows in runs.items()}
+        series = {k: v for k, v in series.items() if v}
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for label, pts in series.items():
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, marker="o" if key.startswith("val/") or len(pts) < 20 else None,
+                    markersize=3, linewidth=1.5, label=label)
+        ax.set_xlabel("live agent-steps (train/agent_steps)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title}: {key}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        out[curve_file(key)] = fig
+    return out
+
+
+def write_curves(run_dirs: list[str | Path], out: str | Path) -> tuple[list[Path], dict[str, list[dict]]]:
+    """Read every run's CSV logs (:func:`read_metrics`) and write one learning-curve PNG per
+    metric (:func:`curve_figures`) into ``out``, each atomically. Returns (the files written,
+    the rows per run label). Any run without metrics is a :class:`ReportError` naming it,
+    before anything is written."""
+    import matplotlib.pyplot as plt
+
+    if not run_dirs:
+        raise ReportError("give at least one run directory")
+    d = Path(out)
+    if d.exists() and not d.is_dir():
+        raise ReportError(f"--out {str(d)!r} is a file, not a directory")
+    runs = {label: read_metrics(r) for label, r in zip(run_labels(run_dirs), run_dirs)}
+    figs = curve_figures(runs)
+    d.mkdir(parents=True, exist_ok=True)
+    written = []
+    try:
+        for name, fig in figs.items():
+            atomic_write(d / name, _png(fig))
+            written.append(d / name)
+    finally:
+        for fig in figs.values():
+            plt.close(fig)
+    return written, runs

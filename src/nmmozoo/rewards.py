@@ -375,6 +375,38 @@ class RewardShaping(Transform):
         self._before = next_tensordict.select(*before.keys(True, True)).clone()
         return next_tensordict
 
+    # --- saved state (in ``state_dict()`` as ``_extra_state``; see nmmozoo.env.env_state) ---
+    def get_extra_state(self) -> dict:
+        """The observation before the next step (what the terms compare to) and each term's
+        per-agent memory, as CPU tensors; the terms' names, to check a load against."""
+        from .env.envstate import td_to_state
+
+        return {"terms": [type(t).__name__ for t, _ in self.terms],
+                "before": None if self._before is None else td_to_state(self._before),
+                "memory": [{k: v.detach().to("cpu", copy=True) for k, v in m.items()}
+                           for m in self.memory]}
+
+    def check_extra_state(self, state) -> None:
+        from .env.state import EnvStateError
+
+        terms = [type(t).__name__ for t, _ in self.terms]
+        if not isinstance(state, dict) or {"terms", "before", "memory"} - set(state):
+            raise EnvStateError("RewardShaping: not a saved reward-shaping state")
+        if state["terms"] != terms:
+            raise EnvStateError(f"RewardShaping: the state was saved with the terms {state['terms']}; "
+                                f"this env's are {terms}")
+
+    def set_extra_state(self, state) -> None:
+        from .env.envstate import td_from_state, transform_device
+
+        self.check_extra_state(state)
+        dev = transform_device(self)
+        self._before = None if state["before"] is None else td_from_state(state["before"], dev)
+        for mem, saved in zip(self.memory, state["memory"]):
+            mem.clear()
+            mem.update({k: v.to(dev, copy=True) if dev is not None else v.clone()
+                        for k, v in saved.items()})
+
     def transform_reward_spec(self, reward_spec):
         return reward_spec
 

@@ -47,5 +47,24 @@ class LastSellPriceMask(Transform):
         self.last = tensordict.get(("agents", "action", "sell_price")).long().clone()
         return self._mask(next_tensordict)
 
+    # --- saved state (in ``state_dict()`` as ``_extra_state``; see nmmozoo.env.env_state) ---
+    def get_extra_state(self) -> dict:
+        """The sell price index each agent chose last (None before the first reset)."""
+        return {"last": None if self.last is None else self.last.detach().to("cpu", copy=True)}
+
+    def check_extra_state(self, state) -> None:
+        from .env.state import EnvStateError
+
+        if not isinstance(state, dict) or "last" not in state or not (
+                state["last"] is None or torch.is_tensor(state["last"])):
+            raise EnvStateError("LastSellPriceMask: not a saved last-sell-price state")
+
+    def set_extra_state(self, state) -> None:
+        from .env.envstate import transform_device
+
+        self.check_extra_state(state)
+        last, dev = state["last"], transform_device(self)
+        self.last = None if last is None else (last.to(dev, copy=True) if dev is not None else last.clone())
+
     def transform_observation_spec(self, observation_spec):
         return observation_spec

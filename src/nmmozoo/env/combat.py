@@ -1,4 +1,4 @@
-"""Attacks with the 2.0 damage numbers (NMMO2.md §3), for players and NPCs at once.
+"""Attacks with the 2.0 damage numbers (docs/env.md#combat), for players and NPCs at once.
 
 Damage numbers are computed from the start-of-attack state. How the hits of a tick combine
 depends on two switches (``config.py``, both on in ``competition2023``):

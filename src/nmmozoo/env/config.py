@@ -1,7 +1,9 @@
 """Environment configuration: a frozen dataclass of every game number, and named presets.
 
-A preset is data. ``make_config("tiny", num_npcs=4)`` overrides field by field; an unknown
-field or a value out of range is a :class:`ConfigError` naming the field.
+A preset is data. ``make_config("tiny", num_npcs=4)`` overrides field by field through
+OmegaConf (``EnvConfig`` is its structured config: one type check for every setting); an
+unknown field, a value of the wrong type or out of range is a :class:`ConfigError` naming the
+field.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from .. import _typed
 
 
 class ConfigError(ValueError):
@@ -134,7 +138,8 @@ class EnvConfig:
     npc_max_level: int = 10
     """NPC level = int(danger × (max_level - 1) + 1)."""
     npc_aggression_range: int = 7
-    """Aggressive NPCs chase the closest player within this Chebyshev distance."""
+    """Aggressive NPCs hunt the first entity found within this Chebyshev distance, and any
+    hunter drops a target farther than this (2.0: the vision radius)."""
     npc_health_regen: int = 1
     """Health NPCs regain per tick."""
 
@@ -167,6 +172,22 @@ class EnvConfig:
     ``receive_damage`` runs the death branch on every hit (``Entity``/``Player``/``NPC``
     ``.receive_damage``). Off: one kill per target brought from above 0 to 0, credited to its
     last attacker; a starved player's gold and items are destroyed."""
+    npc_attack_npcs: bool = True
+    """2.0's aggressive NPCs take the first *entity* of their scan for a target, other NPCs
+    included, and neutral NPCs hunt whoever hit them, NPCs included: aggressive NPCs near the
+    centre spend much of their time fighting the NPCs around them, NPCs kill NPCs (the killer
+    takes the gold), and the dead respawn on their rings (``npc_respawn_dead_danger``). Why
+    2.0 did it: ``utils.closestTarget`` checks only that a tile's entity is alive and in range
+    (``nmmo/systems/ai/utils.py``); 2.1 made it ``NPC_ALLOW_ATTACK_OTHER_NPCS``. Off: NPCs
+    target and hunt players only."""
+    npc_wander_sequence: bool = True
+    """2.0's wandering NPCs do not draw a fresh direction: each wanderer of a tick, in spawn
+    order, reads the next entry of one cyclic sequence of 1024 start directions per map
+    (drawn at the reset) and goes the first passable way from it in the order North, South,
+    West, East. The walks of a map's NPCs are therefore correlated, and a blocked direction
+    deflects to the next one in that order (not to a random free one). Why 2.0 did it: a
+    cheap ``get_direction`` on its random generator (``nmmo/lib/seeding.py``,
+    ``nmmo/systems/ai/move.py: habitable``). Off: a uniformly random passable direction."""
 
     # --- observation ------------------------------------------------------------------------------------
     vision: int = 7
@@ -251,21 +272,17 @@ def _check(cond: bool, name: str, expected: str, value: Any) -> None:
 
 
 def _validate(c: EnvConfig) -> None:
+    """The range rules (types are checked where settings come in, by :func:`make_config`)."""
     for f in dataclasses.fields(c):
         value, default = getattr(c, f.name), f.default
-        if default is dataclasses.MISSING:
-            continue
         if isinstance(default, bool):
-            _check(isinstance(value, bool), f.name, "true or false", value)
             continue
         if isinstance(default, int):  # every integer setting is a count, a tick or an amount
-            _check(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f.name,
-                   "an integer ≥ 0", value)
+            _check(isinstance(value, int) and value >= 0, f.name, "an integer ≥ 0", value)
             _check(value <= INT32_MAX, f.name, f"≤ {INT32_MAX} (the game state is int32)", value)
         elif isinstance(default, float):
-            _check(isinstance(value, (int, float)) and not isinstance(value, bool), f.name,
-                   "a number", value)
-            _check(math.isfinite(value), f.name, "a finite number", value)
+            _check(isinstance(value, (int, float)) and math.isfinite(value), f.name,
+                   "a finite number", value)
     _check(c.map_border >= c.vision, "map_border", f"≥ vision ({c.vision})", c.map_border)
     _check(c.playable >= 8 and c.playable % 2 == 0, "map_size",
            f"2·map_border + an even playable side ≥ 8 (map_border={c.map_border})", c.map_size)
@@ -332,7 +349,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The NeurIPS 2023 competition (nmmo 2.0.3) numbers: all defaults, 2.0's quirks included
     # (named here so that a corrected variant is one override away).
     "competition2023": dict(npc_respawn_dead_danger=True, sequential_combat=True,
-                            kill_every_hit=True),
+                            kill_every_hit=True, npc_attack_npcs=True, npc_wander_sequence=True),
     # A small world for tests and demos: 32×32 playable, 16 agents, a few NPCs.
     "tiny": dict(
         map_size=48, map_border=8, num_agents=16, num_npcs=8, horizon=256,
@@ -344,18 +361,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def make_config(preset: str | EnvConfig = "competition2023", **overrides: Any) -> EnvConfig:
-    """Build a config from a preset name (or another config) with field overrides."""
+    """Build a config from a preset name (or another config) with field overrides: the preset
+    and the overrides are merged in that order onto ``EnvConfig``'s OmegaConf structured
+    config, which checks every value's type (``"2"`` for an integer field is 2, a list for
+    ``level_thresholds`` a tuple; a bool field takes only true or false), then
+    ``EnvConfig.__post_init__`` checks the ranges."""
     if isinstance(preset, EnvConfig):
-        base = dataclasses.asdict(preset)
+        base = {f.name: getattr(preset, f.name) for f in dataclasses.fields(EnvConfig)}
     else:
         if preset not in PRESETS:
             raise ConfigError(f"unknown env preset {preset!r}; known presets: {sorted(PRESETS)}")
-        base = dict(PRESETS[preset])
-    known = {f.name for f in dataclasses.fields(EnvConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ConfigError(f"unknown env config field(s) {unknown}; known fields: {sorted(known)}")
-    base.update(overrides)
-    if isinstance(base.get("level_thresholds"), list):
-        base["level_thresholds"] = tuple(base["level_thresholds"])
-    return EnvConfig(**base)
+        base = PRESETS[preset]
+    try:
+        return _typed.instance(EnvConfig, base, overrides)
+    except _typed.UnknownFieldsError as e:
+        raise ConfigError(f"unknown env config field(s) {e.unknown}; known fields: {e.known}") from None
+    except _typed.FieldTypeError as e:
+        expected = _EXPECTED.get(e.annotation, _typed.type_name(e.annotation))
+        raise ConfigError(f"env config field '{e.key}': expected {expected}, got {e.value!r}") from None
+
+
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             tuple[int, ...]: "a list of integers"}

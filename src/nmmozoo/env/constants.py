@@ -1,7 +1,7 @@
 """Fixed enumerations of the game: materials, skills, entity columns, events, items.
 
-These are the Neural MMO 2.0 indices (shared/docs/NMMO2.md); sizes that vary between
-presets live in :mod:`nmmozoo.env.config`, never here.
+These are the Neural MMO 2.0 indices (docs/env.md#observations-and-actions); sizes that
+vary between presets live in :mod:`nmmozoo.env.config`, never here.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ HARVEST_SKILLS = (FISHING, HERBALISM, PROSPECTING, CARVING, ALCHEMY)
 # --- NPC kinds (entity column npc_type) --------------------------------------------------
 PLAYER, PASSIVE, NEUTRAL, AGGRESSIVE = 0, 1, 2, 3
 
-# --- entity observation columns (NMMO2.md §5) ---------------------------------------------
+# --- entity observation columns (docs/env.md#observations-and-actions) ----------------------------
 ENTITY_COLUMNS = (
     "id", "npc_type", "row", "col", "damage", "time_alive", "freeze", "item_level",
     "attacker_id", "latest_combat_tick", "message", "gold", "health", "food", "water",
@@ -58,7 +58,7 @@ EVENT_NAMES = (
 EVENT = {name: i for i, name in enumerate(EVENT_NAMES)}
 NUM_EVENTS = len(EVENT_NAMES)
 
-# --- items (NMMO2.md §4); type ids 2..17, 0 = empty slot --------------------------------
+# --- items (docs/env.md#items-gold-and-the-market); type ids 2..17, 0 = empty slot ----------------
 ITEM_NAMES = {
     2: "Hat", 3: "Top", 4: "Bottom", 5: "Spear", 6: "Bow", 7: "Wand", 8: "Rod", 9: "Gloves",
     10: "Pickaxe", 11: "Axe", 12: "Chisel", 13: "Whetstone", 14: "Arrow", 15: "Runes",

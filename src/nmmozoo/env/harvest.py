@@ -1,4 +1,4 @@
-"""Automatic harvesting, tile depletion and respawn (NMMO2.md §1–2).
+"""Automatic harvesting, tile depletion and respawn (docs/env.md#the-tick).
 
 Players harvest from the position they hold at the start of the tick: standing on Foliage
 (food), Herb, Ore, Tree or Crystal, or 4-adjacent to Fish. A tile feeds one player per tick:

@@ -1,4 +1,5 @@
-"""Items, inventories and equipment (NMMO2.md §4): the 16 item types with the 2.0 stats.
+"""Items, inventories and equipment, the 16 item types with the 2.0 stats
+(docs/env.md#items-gold-and-the-market).
 
 An item *is* an inventory slot of a player (``inv_*`` fields, ``[B, P, S]``), so no item can
 be in two inventories; moving an item clears one slot and fills another. Stats are not

@@ -1,4 +1,4 @@
-"""What the dead leave (NMMO2.md §3–4).
+"""What the dead leave (docs/env.md#items-gold-and-the-market).
 
 * A player killed by a player: the killer takes all its gold, then its items in a random
   order while they fit; the rest are destroyed.
@@ -156,10 +156,10 @@ def _drops(s: WorldState, cfg: EnvConfig, t: I.ItemTables, who: torch.Tensor,
 def _loot_chain(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tensor,
                 killer: torch.Tensor, gen: torch.Generator, rolls):
     """``sequential_combat``: settle deaths in the order they happened along loot chains. Every
-    killer acted before it died, so NPC victims (killed by players, before any NPC acts) go
-    first, with the drop rolls; then the player victims in rounds, a victim once everything
-    that flows into it (the loot of the victims it killed) has arrived. Rounds: the longest
-    chain of killers killed in the same tick, plus one."""
+    killer acted before it died, so NPC victims that killed no one go first, with the drop
+    rolls; then the other victims in rounds, a victim once everything that flows into it (the
+    loot of the victims it killed) has arrived. Rounds: the longest chain of killers killed
+    in the same tick, plus one."""
     B, E = dead.shape
     P = cfg.num_agents
     has_killer = dead & (killer >= 0)
@@ -167,7 +167,6 @@ def _loot_chain(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tens
     earned = []
     npc_v = torch.zeros_like(dead)
     npc_v[:, P:] = has_killer[:, P:]
-    earned.append(_gold(s, cfg, npc_v, heir))
     if rolls is not None:
         _drops(s, cfg, t, *rolls, gen)
     else:  # one roll per NPC victim for its player killer (each player hits one target)
@@ -177,8 +176,15 @@ def _loot_chain(s: WorldState, cfg: EnvConfig, t: I.ItemTables, dead: torch.Tens
         lvl = torch.zeros(B, P + 1, dtype=s.npc_level.dtype, device=s.device)
         lvl.scatter_(1, torch.where(npc_dead, killer[:, P:], P), s.npc_level[:, P:])
         _drops(s, cfg, t, who[:, :P], lvl[:, :P], gen)
-    pending = torch.zeros_like(dead)
-    pending[:, :P] = has_killer[:, :P]
+    # Gold along the chains: first the NPC victims nothing flows into, then rounds over the
+    # rest (an NPC that killed an NPC or a player may itself be killed later in the tick by
+    # an NPC: npc_attack_npcs).
+    pending = has_killer.clone()
+    inflow = torch.zeros(B, E + 1, dtype=torch.int32, device=s.device)
+    inflow.scatter_add_(1, torch.where(pending, heir, E), pending.int())
+    first = npc_v & (inflow[:, :E] == 0)
+    earned.append(_gold(s, cfg, first, heir))
+    pending &= ~first
     while bool(pending.any()):
         inflow = torch.zeros(B, E + 1, dtype=torch.int32, device=s.device)
         inflow.scatter_add_(1, torch.where(pending, heir, E), pending.int())

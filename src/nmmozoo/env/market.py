@@ -1,4 +1,4 @@
-"""The per-map market (NMMO2.md §4): listings are inventory items with a price; Buy takes one.
+"""The per-map market (docs/env.md#items-gold-and-the-market): listings are inventory items with a price; Buy takes one.
 
 The market observation lists every listed item of the map (slot order: seller, then
 inventory slot) up to ``market_size`` rows; a Buy action names a row of the last observation.

@@ -1,4 +1,5 @@
-"""Observations and action masks in the Neural MMO 2.0 layout (NMMO2.md §5).
+"""Observations and action masks in the Neural MMO 2.0 layout
+(docs/env.md#observations-and-actions).
 
 Two forms carry the same information:
 

@@ -8,6 +8,7 @@ owns (see the module of that system); nothing here holds Python objects per enti
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import torch
 
@@ -17,8 +18,20 @@ from .constants import NUM_EVENTS, NUM_ITEM_TYPES, NUM_SKILLS
 NEVER = 32767  # int16 sentinel tick: a depleted tile with no respawn pending
 
 
+class EnvStateError(ValueError):
+    """A saved env state that does not fit the env it is loaded into; the message names the
+    field (config field, state tensor, transform) that differs."""
+
+
 @dataclass
 class WorldState:
+    # Every tensor field below is part of a saved env state (``World.state_dict``), found by
+    # ``tensors()``: a new field is saved and restored with no other change. A field whose
+    # size past the map dimension may grow during play (its capacity is not fixed by the
+    # config) must be listed here, so that a state saved after the growth loads into a fresh
+    # env; any other size difference is an error.
+    GROWABLE: ClassVar[tuple[str, ...]] = ("res_tile", "res_due", "npc_dangers")
+
     # --- per map [B] ---
     tick: torch.Tensor            # int64: ticks since the map's reset
     map_seed: torch.Tensor        # int64: seed of the terrain in play
@@ -29,6 +42,9 @@ class WorldState:
     # each dead NPC's spawn tile from the playable edge, newest last; grows on demand.
     npc_dangers: torch.Tensor     # int16 [B, D]
     npc_danger_count: torch.Tensor  # int64 [B]: entries in use
+    # 2.0's shared cycle of NPC wander start directions (npc_wander_sequence; npc.py).
+    npc_wander_seq: torch.Tensor  # int8 [B, 1024] (npc.WANDER_SEQUENCE): 0..3 = N, S, W, E
+    npc_wander_pos: torch.Tensor  # int64 [B]: the last position read
     # --- terrain [B, H, W] ---
     material: torch.Tensor        # uint8 material index per tile
     # Resource tiles of each map (those that can deplete), listed once at reset so the
@@ -120,6 +136,7 @@ class WorldState:
             immunity=i32(B) + cfg.spawn_immunity,
             npc_dangers=torch.zeros(B, danger_capacity, dtype=torch.int16, **z),
             npc_danger_count=i64(B),
+            npc_wander_seq=torch.zeros(B, 1024, dtype=torch.int8, **z), npc_wander_pos=i64(B),
             material=torch.zeros(B, cfg.map_size, cfg.map_size, dtype=torch.uint8, **z),
             res_tile=i64(B, res_capacity) - 1,
             res_due=torch.full((B, res_capacity), NEVER, dtype=torch.int16, **z),

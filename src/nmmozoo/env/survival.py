@@ -1,4 +1,4 @@
-"""Per-tick entity upkeep, food, water and health (NMMO2.md §2).
+"""Per-tick entity upkeep, food, water and health (docs/env.md#the-tick).
 
 Order inside a tick (as 2.0): entity upkeep (damage reset, age), then health regeneration or
 starvation from the food and water left by the previous tick, then food and water deplete and

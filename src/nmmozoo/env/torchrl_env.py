@@ -184,6 +184,64 @@ class NMMOEnv(EnvBase):
     def _set_seed(self, seed: int | None) -> None:
         self.world.seed(0 if seed is None else seed)
 
+    # --- saved state ----------------------------------------------------------------------------
+    STATE_FORMAT = 1
+
+    def _state_meta(self) -> dict:
+        import dataclasses
+
+        w = self.world
+        return {"format": self.STATE_FORMAT, "num_maps": int(self.batch_size[0]),
+                "obs_mode": self.obs_mode, "workers": self.workers,
+                "eval_offset": getattr(w, "eval_offset", 0), "eval_stride": getattr(w, "eval_stride", 1),
+                "config": {k: list(v) if isinstance(v, tuple) else v
+                           for k, v in dataclasses.asdict(self.config).items()}}
+
+    def state_dict(self, *args, destination=None, prefix: str = "", keep_vars: bool = False) -> dict:
+        """The env's complete state: what, with the same config, makes its future steps and
+        resets the same as this env's, random draws included.
+
+        A flat dict (string keys, as :meth:`torch.nn.Module.state_dict`) of CPU tensors and
+        plain Python values (``torch.save``-able, ``torch.load(weights_only=True)``-able):
+        ``meta`` (format, number of maps, obs mode, workers, the config as a dict), then the
+        world's entries (:meth:`World.state_dict`: ``state.<field>``, ``generator.<name>``,
+        ``tasks.<field>``, ...); with ``workers`` > 1, those of each worker's world under
+        ``worker<i>.``. Load it with :meth:`load_state_dict` into an env built the same way
+        (same config, number of maps, obs mode and workers; any seed). The caller's last
+        output tensordict (the one fed to the next step) is not in it: see
+        :func:`nmmozoo.env.env_state`."""
+        out = destination if destination is not None else {}
+        out[prefix + "meta"] = self._state_meta()
+        world = self.world.state_dict()
+        for k, v in world.items():
+            out[prefix + k] = v
+        return out
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):
+        """Restore a :meth:`state_dict`: the config, number of maps, obs mode and workers
+        must be this env's (an :class:`~nmmozoo.env.state.EnvStateError` names the first
+        difference); then every entry must fit (see :meth:`World.load_state_dict`)."""
+        from .state import EnvStateError
+
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("meta"), dict):
+            raise EnvStateError("not an NMMOEnv state: expected a dict with a 'meta' entry "
+                                "(from NMMOEnv.state_dict or nmmozoo.env.env_state)")
+        saved, mine = state_dict["meta"], self._state_meta()
+        if saved.get("format") != mine["format"]:
+            raise EnvStateError(f"env state format {saved.get('format')!r}; this version reads "
+                                f"format {mine['format']}")
+        diff = [k for k in sorted(set(saved["config"]) | set(mine["config"]))
+                if saved["config"].get(k, "<absent>") != mine["config"].get(k, "<absent>")]
+        if diff:
+            raise EnvStateError("the env state was saved with another config: " + "; ".join(
+                f"config field {k!r} is {saved['config'].get(k, '<absent>')!r} in the state, "
+                f"{mine['config'].get(k, '<absent>')!r} in this env" for k in diff))
+        for k in ("num_maps", "obs_mode", "workers", "eval_offset", "eval_stride"):
+            if saved.get(k) != mine[k]:
+                raise EnvStateError(f"the env state was saved with {k}={saved.get(k)!r}; this env "
+                                    f"has {k}={mine[k]!r}")
+        self.world.load_state_dict({k: v for k, v in state_dict.items() if k != "meta"})
+
     # --- output ---------------------------------------------------------------------------------
     def _output(self, obs: dict[str, torch.Tensor], with_reward: bool) -> TensorDictBase:
         cfg, w = self.config, self.world

@@ -120,7 +120,9 @@ class ShardedWorld:
         self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._conns)
         self._call("ready", None, send=False)
 
-    def _call(self, cmd: str, arg, send: bool = True) -> None:
+    def _call(self, cmd: str, arg, send: bool = True) -> list:
+        """Send ``cmd`` (with ``arg``, or ``arg(i)`` for worker ``i``) to every worker and
+        wait for all; returns their answers."""
         if self._closed:
             raise WorkerError("the env's worker processes were closed")
         if send:
@@ -129,7 +131,7 @@ class ShardedWorld:
                     conn.send((cmd, arg(i) if callable(arg) else arg))
                 except (BrokenPipeError, OSError):
                     raise WorkerError(self._dead(i)) from None
-        errors = []
+        errors, answers = [], []
         for i, conn in enumerate(self._conns):
             try:
                 status, msg = conn.recv()
@@ -138,8 +140,10 @@ class ShardedWorld:
                 continue
             if status != "ok":
                 errors.append(f"env worker {i} failed on {cmd!r}:\n{msg}")
+            answers.append(msg)
         if errors:
             raise WorkerError("\n".join(errors))
+        return answers
 
     def _dead(self, i: int) -> str:
         p = self._procs[i]
@@ -162,6 +166,41 @@ class ShardedWorld:
     def seed(self, seed: int) -> None:
         self.seed_value = int(seed)
         self._call("seed", lambda i: self.seed_value * self.workers + i)
+
+    # --- saved state ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Each worker's env state (``NMMOEnv.state_dict``) under ``worker<i>.``."""
+        import io
+
+        out = {}
+        for i, blob in enumerate(self._call("get_state", None)):
+            state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+            out.update({f"worker{i}.{k}": v for k, v in state.items()})
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        """Send each worker its part of a :meth:`state_dict`; the main process's view of the
+        last output (task progress and completion) is restored with it."""
+        import io
+
+        from .state import EnvStateError
+
+        parts: list[dict] = [{} for _ in range(self.workers)]
+        for k, v in state.items():
+            head, _, rest = k.partition(".")
+            i = int(head[6:]) if head.startswith("worker") and head[6:].isdigit() else -1
+            if not 0 <= i < self.workers or not rest:
+                raise EnvStateError(f"env state entry {k!r} names no worker of this env "
+                                    f"(workers={self.workers})")
+            parts[i][rest] = v
+        blobs = []
+        for part in parts:
+            buf = io.BytesIO()
+            torch.save(part, buf)
+            blobs.append(buf.getvalue())
+        observed = self._call("set_state", lambda i: blobs[i])
+        if all(observed):
+            self._last["last"] = self.out.clone()
 
     def close(self) -> None:
         if not self._closed and self._conns:
@@ -209,6 +248,7 @@ def _worker(conn, cfg, num_maps, lo, workers, obs_mode, seed, out, actions, rese
             return
         if cmd == "close":
             return
+        answer = None
         try:
             if cmd == "step":
                 mine.update_(env._advance(dict(zip(ACTION_HEADS, heads))))
@@ -217,10 +257,23 @@ def _worker(conn, cfg, num_maps, lo, workers, obs_mode, seed, out, actions, rese
                     mine.update_(env._reset(TensorDict({"_reset": maps[:, None]}, [num_maps])))
             elif cmd == "seed":
                 env.world.seed(arg)
+            elif cmd == "get_state":
+                import io
+
+                buf = io.BytesIO()
+                torch.save(env.state_dict(), buf)
+                answer = buf.getvalue()
+            elif cmd == "set_state":
+                import io
+
+                env.load_state_dict(torch.load(io.BytesIO(arg), weights_only=True))
+                answer = env.world.observer.slots is not None  # observed: the last output again
+                if answer:
+                    mine.update_(env._output(env.world.observe(), with_reward=True))
             else:
                 raise ValueError(f"unknown command {cmd!r}")
-            if tids is not None and cmd in ("step", "reset"):
+            if tids is not None and cmd in ("step", "reset", "set_state"):
                 tids.copy_(env.world.tasks.task_id)
-            conn.send(("ok", None))
+            conn.send(("ok", answer))
         except Exception:  # noqa: BLE001 - any failure goes back to the main process
             conn.send(("error", traceback.format_exc()))

@@ -2,7 +2,7 @@
 
 ``World`` knows nothing of TorchRL; :class:`nmmozoo.env.NMMOEnv` wraps it. Every system is a
 function over all maps and entities at once; the loop below is over the fixed list of
-systems, in 2.0's order (NMMO2.md §4).
+systems, in 2.0's order (docs/env.md#the-tick).
 """
 
 from __future__ import annotations
@@ -67,6 +67,125 @@ class World:
         self.gen.manual_seed(int(seed))
         self._eval_cursor = 0
 
+    # --- saved state -------------------------------------------------------------------------------
+    # Of the task engine: its per-map tensors (every public tensor attribute with the maps as
+    # its first dimension: task_id, best, progress, held, completed, completed_tick, ...) and
+    # the schedule's cursor. Its private fields are derived from task_id (``_prepare``).
+    def _task_fields(self):
+        if self.tasks is None:
+            return []
+        return [(k, v) for k, v in vars(self.tasks).items()
+                if torch.is_tensor(v) and not k.startswith("_") and v.dim() >= 1
+                and v.shape[0] == self.num_maps and v.stride(0) != 0]  # (not expanded views)
+
+    def _generators(self):
+        """Every random generator the world draws from (``gen``: maps, spawns, NPCs, combat
+        loot, harvest, market, tasks), by attribute name."""
+        owners = [("", self)] + ([("tasks.", self.tasks)] if self.tasks is not None else [])
+        return [(pre + k, v) for pre, o in owners for k, v in vars(o).items()
+                if isinstance(v, torch.Generator)]
+
+    def state_dict(self) -> dict:
+        """Everything that decides the world's future ticks, as CPU tensors and Python ints
+        under flat names: every :class:`WorldState` tensor (``state.<field>``), every random
+        generator's state (``generator.<name>``), the last step's reward and end flags, the
+        held-out pool's cursor and the task engine's per-agent state (``tasks.<field>``).
+        Not saved, since rebuilt: the map pool's cache (a map is a function of its seed) and
+        the observer's caches (recomputed from the state by :meth:`load_state_dict`)."""
+        out: dict = {}
+        for name, t in self.state.tensors():
+            out[f"state.{name}"] = t.detach().to("cpu", copy=True)
+        for name, g in self._generators():
+            out[f"generator.{name}"] = g.get_state()
+        for name in ("reward", "terminated", "truncated"):
+            out[name] = getattr(self, name).detach().to("cpu", copy=True)
+        out["eval_cursor"] = int(self._eval_cursor)
+        out["observed"] = self.observer.slots is not None
+        if self.tasks is not None:
+            for name, t in self._task_fields():
+                out[f"tasks.{name}"] = t.detach().to("cpu", copy=True)
+            out["tasks.cursor"] = int(self.tasks._cursor)
+            out["tasks.count"] = len(self.tasks.specs)
+            out["tasks.digest"] = _task_digest(self.tasks.specs)
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict` of a world of the same config and number of maps.
+        Everything is checked before anything is changed: a missing or unknown entry, or a
+        tensor of another dtype or shape, is an :class:`EnvStateError` naming it."""
+        from .state import EnvStateError
+
+        if not isinstance(state, dict):
+            raise EnvStateError(f"a world state is a dict, got {type(state).__name__}")
+        cur = {f"state.{n}": t for n, t in self.state.tensors()}
+        cur.update({n: getattr(self, n) for n in ("reward", "terminated", "truncated")})
+        if self.tasks is not None:
+            cur.update({f"tasks.{n}": t for n, t in self._task_fields()})
+        gens = {f"generator.{n}": g for n, g in self._generators()}
+        scalars = {"eval_cursor", "observed"}
+        if self.tasks is not None:
+            scalars |= {"tasks.cursor", "tasks.count", "tasks.digest"}
+        missing = sorted((set(cur) | set(gens) | scalars) - set(state))
+        unknown = sorted(set(state) - set(cur) - set(gens) - scalars)
+        if missing or unknown:
+            what = "; ".join(x for x in (f"missing {missing}" if missing else "",
+                                         f"unknown {unknown}" if unknown else "") if x)
+            hint = ""
+            if any(k.startswith("tasks.") for k in missing + unknown):
+                hint = " (one env has tasks and the other none?)"
+            raise EnvStateError(f"the env state does not fit this env's world: {what}{hint}")
+        if self.tasks is not None:
+            n, digest = state["tasks.count"], state["tasks.digest"]
+            if n != len(self.tasks.specs) or digest != _task_digest(self.tasks.specs):
+                raise EnvStateError(f"the env state was saved with another task set ({n} tasks, "
+                                    f"digest {digest}); this env has {len(self.tasks.specs)} tasks, "
+                                    f"digest {_task_digest(self.tasks.specs)}")
+        grow = {f"state.{n}" for n in WorldState.GROWABLE}
+        plan = []  # (key, saved tensor, copy into the current tensor or replace it)
+        for key, t in cur.items():
+            v = state[key]
+            if not torch.is_tensor(v):
+                raise EnvStateError(f"env state entry {key!r}: expected a tensor, got {type(v).__name__}")
+            if v.dtype != t.dtype:
+                raise EnvStateError(f"env state entry {key!r}: dtype {v.dtype}, this env's is {t.dtype}")
+            if v.shape == t.shape:
+                plan.append((key, v, True))
+            elif (key in grow and v.dim() == t.dim() and v.shape[0] == t.shape[0]
+                  and v.shape[2:] == t.shape[2:]):
+                plan.append((key, v, False))
+            else:
+                raise EnvStateError(f"env state entry {key!r}: shape {tuple(v.shape)}, this env's is "
+                                    f"{tuple(t.shape)} (another config or number of maps?)")
+        for key, g in gens.items():
+            v, now = state[key], g.get_state()
+            if not torch.is_tensor(v) or v.dtype != torch.uint8 or v.shape != now.shape:
+                raise EnvStateError(
+                    f"env state entry {key!r}: not a random generator state of this env's "
+                    f"device ({g.device}): {tuple(now.shape)} bytes expected, got "
+                    f"{tuple(v.shape) if torch.is_tensor(v) else type(v).__name__}")
+        for key in scalars - {"observed", "tasks.digest"}:
+            if not isinstance(state[key], int) or isinstance(state[key], bool):
+                raise EnvStateError(f"env state entry {key!r}: expected an integer, got {state[key]!r}")
+
+        # Apply.
+        for key, v, same in plan:
+            if same:
+                cur[key].copy_(v)
+            else:  # a grown capacity: the saved tensor replaces the field
+                setattr(self.state, key[len("state."):], v.to(self.device, copy=True))
+        for key, g in gens.items():
+            g.set_state(state[key].clone())
+        self._eval_cursor = state["eval_cursor"]
+        if self.tasks is not None:
+            self.tasks._cursor = state["tasks.cursor"]
+            self.tasks._prepare()  # the evaluation groups of the restored tasks
+        if state["observed"]:
+            self.observe()  # the observer's caches (visible pairs, rows, market rows)
+        else:  # saved before the first reset: nothing observed yet
+            self.observer.slots = self.observer.pairs = None
+            self.observer.market_rows.fill_(-1)
+
+
     # --- reset -------------------------------------------------------------------------------------
     def _pick_seeds(self, n: int) -> torch.Tensor:
         seeds = self.pool.seeds()
@@ -125,6 +244,7 @@ class World:
             res = torch.zeros(n, P, dtype=torch.bool, device=dev)
             res.scatter_(1, chosen, True)
             s.resilient[idx, :P] = res
+        npc.reset_wander(s, cfg, self.gen, idx)
         npc.spawn(s, cfg, self.gen, self.passable, maps=maps)
         if self.tasks is not None:
             self.tasks.assign(idx, self.gen)
@@ -326,6 +446,14 @@ def task_set(cfg: EnvConfig):
     schedule = (cfg.task_assignment == "schedule"
                 or (cfg.task_assignment == "auto" and cfg.tasks == "heldout"))
     return specs, schedule
+
+
+def _task_digest(specs) -> int:
+    """A checksum of a task list (its specs' text, weights and rewards), to tell task sets apart."""
+    import zlib
+
+    text = "\n".join(f"{sp.text()}|{sp.weight}|{sp.reward}|{sp.hold_ticks}|{sp.subject}" for sp in specs)
+    return zlib.crc32(text.encode())
 
 
 def task_table(specs, device="cpu") -> torch.Tensor:

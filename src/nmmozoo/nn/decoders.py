@@ -80,15 +80,45 @@ def _pointer(query: torch.Tensor, rows) -> torch.Tensor:
     return torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], -1)
 
 
-def _market_pointer(query: torch.Tensor, market, per_map: int) -> torch.Tensor:
-    """Market logits without copying listings per agent: ``query`` ``[G*A, H]`` for ``G``
-    maps of ``A`` agents; ``market`` ``[G, M, H]`` or :class:`SparseRows` by map."""
+class MapIndex:
+    """Which map each query row belongs to: ``map_of`` ``[N]`` (an index into the maps'
+    market rows), and ``per_map`` when the rows are whole maps of ``per_map`` agents in order
+    (then the market is read map by map, without gathering it per row)."""
+
+    def __init__(self, map_of: torch.Tensor, per_map: int | None = None):
+        self.map_of, self.per_map = map_of, per_map
+
+
+def _sparse_pointer_by_row(query: torch.Tensor, rows: SparseRows, map_of: torch.Tensor) -> torch.Tensor:
+    """:func:`_sparse_pointer` for queries of any maps: query ``n`` is dotted with the present
+    rows of group ``map_of[n]`` only (every (query, listing of its map) pair, no dense
+    ``[N, M, H]`` copy). ``rows`` must list each group's rows together, in group order (as
+    ``nonzero`` gives them). ``[N, M]``."""
+    N, M = query.shape[0], rows.slots
+    base = (query @ rows.empty)[:, None].expand(N, M)
+    count = torch.bincount(rows.group, minlength=rows.maps)
+    start = torch.cumsum(count, 0) - count
+    per_query = count[map_of]
+    q = torch.repeat_interleave(torch.arange(N, device=query.device), per_query)
+    first = torch.cumsum(per_query, 0) - per_query
+    k = start[map_of][q] + torch.arange(q.numel(), device=query.device) - first[q]
+    listed = (query[q] * rows.rows[k]).sum(-1)
+    return base.index_put((q, rows.slot[k]), listed)
+
+
+def _market_pointer(query: torch.Tensor, market, where: MapIndex) -> torch.Tensor:
+    """Market logits without copying listings per agent: ``query`` ``[N, H]``, each row of
+    the map ``where.map_of``; ``market`` ``[G, M, H]`` or :class:`SparseRows` by map."""
+    A = where.per_map
     if isinstance(market, SparseRows):
-        logits = _sparse_pointer(query, market, per_map)
-    else:
+        logits = (_sparse_pointer(query, market, A) if A is not None
+                  else _sparse_pointer_by_row(query, market, where.map_of))
+    elif A is not None:
         G = market.shape[0]
-        q = query.view(G, per_map, -1)
-        logits = torch.einsum("gah,gmh->gam", q, market).reshape(G * per_map, -1)
+        q = query.view(G, A, -1)
+        logits = torch.einsum("gah,gmh->gam", q, market).reshape(G * A, -1)
+    else:
+        logits = torch.einsum("nh,nmh->nm", query, market.index_select(0, where.map_of))
     return torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], -1)
 
 
@@ -119,13 +149,13 @@ class PointerDecoder(nn.Module):
         """The query a pointer head dots with its rows."""
         return layer(x)
 
-    def forward(self, x, rows, agents_per_map):
+    def forward(self, x, rows, where: MapIndex):
         out = {}
         for h, layer in self.layers.items():
             if h not in POINTER:
                 out[h] = layer(x)
             elif POINTER[h] == "market":
-                out[h] = _market_pointer(layer(x), rows["market"], agents_per_map)
+                out[h] = _market_pointer(layer(x), rows["market"], where)
             else:
                 out[h] = _pointer(self.query(h, layer, x, rows), rows[POINTER[h]])
         for h, i in self.dropped.items():
@@ -143,5 +173,5 @@ class LinearDecoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleDict({h: nn.Linear(hidden, n) for h, n in _ordered(head_sizes).items()})
 
-    def forward(self, x, rows, agents_per_map):
+    def forward(self, x, rows, where: MapIndex):
         return {h: layer(x) for h, layer in self.layers.items()}

@@ -105,6 +105,47 @@ def tabulated_conv(index: torch.Tensor, embed: torch.Tensor, conv: nn.Conv2d, wi
     return out.view(N, s, s, C).permute(0, 3, 1, 2)
 
 
+def onehot_conv(index: torch.Tensor, embed: torch.Tensor, conv: nn.Conv2d, window: int,
+                constant_cols: int) -> torch.Tensor | None:
+    """``conv`` (3×3, valid) over the embedded columns when every column but the last (the
+    material) is a constant of the cell — the baseline's row and column relative to the
+    window's centre, ``constant_cols`` of them — rewritten exactly: the embedding of a
+    material followed by the conv is one conv over the material's one-hot code, with kernel
+    ``K[c, v] = W_c · e(v)`` (V input channels, the materials seen, instead of cols·E), and
+    the constant columns' share is one conv of a single constant window: a fixed bias map.
+    Differentiable in the embedding and the conv weights; the one-hot input needs no
+    gradient, so the backward is the kernel's gradient alone. Returns ``[N, C_out, s, s]``,
+    or None when the batch does not fit the rewrite (a constant column that is not the
+    centre-relative pattern — the dead agents' zero rows, say)."""
+    N, cells, cols = index.shape
+    E = embed.shape[-1]
+    mat = index[..., -1]
+    lo = int(mat.min()) if mat.numel() else 0
+    V = (int(mat.max()) + 1 - lo) if mat.numel() else 1
+    w = conv.weight  # [C, cols*E, 3, 3]
+    if constant_cols:
+        const = index[..., :constant_cols]
+        want = _constant_pattern(window, constant_cols, index.device) + (
+            torch.arange(constant_cols, device=index.device) * 256)
+        if not torch.equal(const, want.expand_as(const)):
+            return None
+        e_const = embed[want.reshape(-1)].reshape(1, window, window, constant_cols * E)
+        bias_map = nn.functional.conv2d(e_const.permute(0, 3, 1, 2), w[:, :constant_cols * E])
+    emat = embed[lo:lo + V]  # [V, E] (the material block's rows lo..lo+V-1)
+    kernel = torch.einsum("cekl,ve->cvkl", w[:, constant_cols * E:], emat)
+    onehot = torch.zeros(N, V, cells, dtype=embed.dtype, device=index.device)
+    onehot.scatter_(1, (mat - lo)[:, None, :], 1.0)
+    out = nn.functional.conv2d(onehot.view(N, V, window, window), kernel, conv.bias)
+    return out + bias_map if constant_cols else out
+
+
+def _constant_pattern(window: int, cols: int, device) -> torch.Tensor:
+    """The centre-relative row and column of every window cell, ``[window², cols]``."""
+    r = torch.arange(window, device=device)
+    grid = torch.stack([r[:, None].expand(window, window), r[None, :].expand(window, window)], -1)
+    return grid.reshape(window * window, 2)[:, :cols]
+
+
 # --- tiles -----------------------------------------------------------------------------------------
 @register("tile", "tile_embed_cnn")
 class TileEmbedCNN(nn.Module):
@@ -139,8 +180,13 @@ class TileEmbedCNN(nn.Module):
         tile = tile.long()
         x = tile[..., 2:] if self.material_only else relative_tiles(tile, self.vision)
         x = x.clamp(0, 255) + self.offset
+        y = None
         if self.tabulate and (self.tabulate_with_grad or not torch.is_grad_enabled()):
-            x = tabulated_conv(x, self.embed.weight, self.conv1, self.window)
+            y = tabulated_conv(x, self.embed.weight, self.conv1, self.window)
+        elif self.tabulate:  # with gradients: the one-hot rewrite, where the batch allows it
+            y = onehot_conv(x, self.embed.weight, self.conv1, self.window, 0 if self.material_only else 2)
+        if y is not None:
+            x = y
         else:
             x = self.embed(x).flatten(-2)  # [N, cells, cols*E]
             x = self.conv1(x.transpose(1, 2).reshape(x.shape[0], -1, self.window, self.window))
@@ -205,6 +251,36 @@ class EntityEmbed(_EntityBase):
 
     def features(self, entity):
         return self.embed(entity.long().clamp(0, 255) + self.offset).flatten(-2)
+
+    def present(self, entity, agent_id):
+        """:meth:`_EntityBase.present`, with ``agent_fc`` over the present rows as a table
+        where there are enough rows for it to pay: ``agent_fc(concat_c e_c(v_c))`` is
+        ``Σ_c W_c·e_c(v_c) + b``, so the vectors ``W_c·e_c(v)`` of every (column, value) the
+        rows hold are tabulated once per call (a matmul per column) and each row sums its 31
+        of them (``embedding_bag``). Exact up to float rounding, differentiable in the embedding
+        and ``agent_fc``. Below ``table_rows`` present rows the rows run directly."""
+        from .decoders import SparseRows
+
+        N, R, F = entity.shape
+        n, r = (entity[..., C.COL["id"]] != 0).nonzero(as_tuple=True)
+        K = n.shape[0]
+        if K < self.table_rows:
+            return super().present(entity, agent_id)
+        E = self.embed.embedding_dim
+        index = entity[n, r].long().clamp(0, 255) + self.offset  # [K, F] rows of the embedding
+        used, slot = torch.unique(index, return_inverse=True)  # sorted: grouped by column
+        per_col = torch.bincount(used // 256, minlength=F).tolist()
+        w = self.agent_fc.weight
+        table = torch.cat([self.embed(u) @ w[:, c * E:(c + 1) * E].t()  # W_c·e_c(v), values seen
+                           for c, u in enumerate(used.split(per_col)) if u.numel()])
+        rows = nn.functional.embedding_bag(slot.view(K, F), table, mode="sum") + self.agent_fc.bias
+        own = entity[torch.arange(N, device=entity.device), own_row(entity, agent_id)]
+        x = self.features(torch.cat([entity.new_zeros(1, F), own]))
+        return SparseRows(rows, n, r, self.row_head(x[:1])[0], N, R), self.own_head(x[1:])
+
+    table_rows = 256
+    """Present rows from which :meth:`present` tabulates ``agent_fc`` (the table costs as much
+    as this many rows run directly)."""
 
 
 TAKERU_DISCRETE = ["id", "npc_type", "attacker_id", "message"]
@@ -359,9 +435,34 @@ class FlattenFC(nn.Module):
         self.norm = nn.LayerNorm(hidden) if norm else nn.Identity()
 
     def forward(self, x, mask):
+        if hasattr(x, "empty"):  # SparseRows: present rows, one empty-row embedding
+            return self.act(self.norm(self._sparse(x, mask)))
         if self.mask_empty:
             x = x * mask[..., None].to(x.dtype)
         return self.act(self.norm(self.fc(x.flatten(-2))))
+
+    def _sparse(self, x, mask):
+        """The FC of the flattened rows from the present ones: ``b + Σ_s W_s·x_s`` where an
+        empty slot's term is ``W_s·e`` (``e`` the empty row's embedding; 0 with
+        ``mask_empty``), the same for every agent — so the present rows add ``W_s·(x_s − e)``,
+        slot by slot (one matmul per slot, over the agents that hold something there)."""
+        N, S = x.maps, x.slots
+        H_in = x.empty.shape[-1]
+        W = self.fc.weight.view(-1, S, H_in)  # [H, S, H_in]
+        if self.mask_empty:
+            base = self.fc.bias.expand(N, -1)
+            keep = mask[x.group, x.slot][:, None].to(x.rows.dtype)
+            delta = x.rows * keep
+        else:
+            base = (self.fc.bias + torch.einsum("hsi,i->h", W, x.empty)).expand(N, -1)
+            delta = x.rows - x.empty
+        out = base
+        per_slot = W.unbind(1)  # one view per slot (a backward of one stack, not S scatters)
+        for s in range(S):
+            pick = (x.slot == s).nonzero().squeeze(-1)
+            if pick.numel():
+                out = out.index_add(0, x.group[pick], (delta[pick] @ per_slot[s].t()).to(out.dtype))
+        return out
 
 
 @register("pool", "mean_fc")

@@ -8,16 +8,19 @@ value, restriction, reward term, model).
 A YAML node names a component by its short name plus keyword arguments
 (``{name: tile_embed_cnn, embed_dim: 32}``); :func:`build` rejects an unknown name, a missing
 or unknown argument, or a value of the wrong type with a :class:`SpecError` naming the YAML path
-and what was expected. Arguments the builder supplies itself (``context``: hidden size,
-observation sizes) are not written in YAML.
+and what was expected. Argument types are read from the factory's annotations and checked by
+the same OmegaConf structured-config check as the env and PPO settings (``nmmozoo._typed``).
+Arguments the builder supplies itself (``context``: hidden size, observation sizes) are not
+written in YAML.
 """
 
 from __future__ import annotations
 
 import inspect
-import typing
 from dataclasses import dataclass
 from typing import Any, Callable
+
+from .._typed import FieldTypeError, checked_arguments, type_name
 
 KINDS = ("tile", "entity", "item", "pool", "task", "fusion", "memory", "decoder", "value",
          "restriction", "reward", "model")
@@ -57,31 +60,6 @@ def list_components(kind: str | None = None) -> dict[str, list[str]]:
     return {k: sorted(REGISTRY[k]) for k in kinds}
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    if annotation is inspect._empty or annotation is Any:
-        return True
-    if isinstance(annotation, str):
-        annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation, Any)
-        if annotation is Any:
-            return True
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union or str(origin) == "types.UnionType":
-        return any(_type_ok(value, a) for a in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if origin in (list, tuple):
-        return isinstance(value, (list, tuple))
-    if origin is dict:
-        return isinstance(value, dict)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(annotation, type):
-        return isinstance(value, annotation)
-    return True
-
-
 def build(kind: str, node: Any, path: str, context: dict[str, Any] | None = None):
     """Build the component that ``node`` (``{name: ..., **kwargs}`` or a bare name) describes."""
     context = context or {}
@@ -95,8 +73,6 @@ def build(kind: str, node: Any, path: str, context: dict[str, Any] | None = None
     entry = REGISTRY[kind][name]
     kwargs = {k: v for k, v in node.items() if k != "name"}
     sig = inspect.signature(entry.factory)
-    hints = typing.get_type_hints(entry.factory.__init__ if inspect.isclass(entry.factory)
-                                  else entry.factory)
     params = {n: p for n, p in sig.parameters.items() if n != "self"
               and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     unknown = set(kwargs) - set(params)
@@ -107,15 +83,14 @@ def build(kind: str, node: Any, path: str, context: dict[str, Any] | None = None
     supplied = set(kwargs) & set(context)
     if supplied:
         raise SpecError(f"{path}: {sorted(supplied)} is set by the model, not in the spec")
+    try:  # the argument types, checked (and converted) as every typed setting is
+        kwargs = checked_arguments(entry.factory, kwargs)
+    except FieldTypeError as e:
+        raise SpecError(f"{path}.{e.key}: expected {type_name(e.annotation)}, got {e.value!r}") from None
     args = {}
     for pname, p in params.items():
         if pname in kwargs:
-            value = kwargs[pname]
-            ann = hints.get(pname, p.annotation)
-            if not _type_ok(value, ann):
-                tname = getattr(ann, "__name__", str(ann))
-                raise SpecError(f"{path}.{pname}: expected {tname}, got {value!r}")
-            args[pname] = value
+            args[pname] = kwargs[pname]
         elif pname in context:
             args[pname] = context[pname]
         elif p.default is inspect._empty:

@@ -60,9 +60,9 @@ class SequenceAttentionDecoder(nn.Module):
         after = self.attn(self.rnn(seq)[0])
         return torch.relu(self.fc(torch.cat([seq, after], -1)))
 
-    def forward(self, x, rows, agents_per_map):
+    def forward(self, x, rows, where):
         entity = self.mix(dense_rows(rows["entity"]))  # the LSTM reads every row
-        inventory = self.mix(rows["inventory"])
+        inventory = self.mix(dense_rows(rows["inventory"]))
         state = self.mix(x[:, None])[:, 0]
         return self.heads(state, {"entity": entity, "inventory": inventory, "market": rows["market"]},
-                          agents_per_map)
+                          where)

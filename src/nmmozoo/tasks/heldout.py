@@ -1,5 +1,5 @@
 """The 63 held-out evaluation tasks of the 2023 competition and their category score
-(NMMO2.md §6): six categories worth 100/6 points each."""
+(docs/tasks.md#held-out-tasks): six categories worth 100/6 points each."""
 
 from __future__ import annotations
 

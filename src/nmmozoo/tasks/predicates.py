@@ -1,4 +1,4 @@
-"""Base predicates (NMMO2.md §6), evaluated for many agents at once.
+"""Base predicates (docs/tasks.md#predicates), evaluated for many agents at once.
 
 A predicate measures its *subject* — the agent itself, or its team — from the world state
 and the per-agent counters, and returns progress in [0, 1]. Each is registered with its

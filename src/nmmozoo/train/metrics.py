@@ -14,7 +14,9 @@ LIFESPAN = STAT_NAMES.index("time_alive")
 
 class TaskIds(Transform):
     """Writes each agent's task index ``("agents","task_id")`` (into the env's task list)
-    with every step, so a rollout knows which task each finished agent-episode had."""
+    with every step, so a rollout knows which task each finished agent-episode had. It keeps
+    no state of its own: the task ids are the env's (saved with it, see
+    :func:`nmmozoo.env.env_state`)."""
 
     def __init__(self):
         super().__init__(in_keys=[], out_keys=[("agents", "task_id")])

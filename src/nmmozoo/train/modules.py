@@ -8,6 +8,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
 from ..env import ACTION_HEADS
+from ..nn.distributions import MaskedHead
 
 
 def observation_keys(env) -> list:
@@ -16,11 +17,12 @@ def observation_keys(env) -> list:
 
 
 class MultiHeadCategorical:
-    """Independent categoricals over the 12 action heads (logits already masked). Actions
-    are a TensorDict of head -> index; log-probs and entropies sum over heads."""
+    """Independent categoricals over the 12 action heads (logits already masked, one
+    :class:`MaskedHead` each). Actions are a TensorDict of head -> index; log-probs and
+    entropies sum over heads."""
 
     def __init__(self, logits: dict[str, torch.Tensor]):
-        self.dists = {h: torch.distributions.Categorical(logits=lg) for h, lg in logits.items()}
+        self.dists = {h: MaskedHead(lg) for h, lg in logits.items()}
 
     def sample(self) -> dict[str, torch.Tensor]:
         return {h: d.sample() for h, d in self.dists.items()}
@@ -55,13 +57,26 @@ class _SharedForward:
         return None
 
 
+def _forward(policy, td: TensorDictBase, sequence: bool, store, task_table):
+    """The policy on a minibatch: rebuilt from the compact rollout when the td names its
+    rows (``("agents","row")``), else read from the td itself."""
+    row = td.get(("agents", "row"), None)
+    if row is not None and store is not None:
+        return policy.forward_rows(store.rows(row), sequence=sequence)
+    return policy.network(td, sequence=sequence, task_table=task_table)
+
+
 class Actor(TensorDictModuleBase):
     """Samples masked actions; writes ``("agents","action",<head>)``, the summed
     ``("agents","sample_log_prob")`` and the value ``("agents","state_value")`` (so GAE
     needs no second pass over the rollout). ``get_dist`` serves the PPO loss; with
-    ``sequence`` the loss's minibatches are ``[n, T]`` sequences (recurrent models)."""
+    ``sequence`` the loss's minibatches are ``[n, T]`` sequences (recurrent models).
+    ``task_table``: the env's task embeddings, for compact observations (``task_id``);
+    ``store``: the rollout (:class:`~nmmozoo.train.rollout.CompactRollout`) the loss's
+    minibatches index into, set by the trainer for the update."""
 
-    def __init__(self, policy, in_keys, shared: _SharedForward | None = None, sequence: bool = False):
+    def __init__(self, policy, in_keys, shared: _SharedForward | None = None, sequence: bool = False,
+                 task_table: torch.Tensor | None = None):
         super().__init__()
         self.policy = policy
         self.in_keys = list(in_keys)
@@ -69,10 +84,12 @@ class Actor(TensorDictModuleBase):
                          [("agents", "sample_log_prob"), ("agents", "state_value")])
         self.shared = shared
         self.sequence = sequence
+        self.task_table = task_table
+        self.store = None
         self.last_dist: MultiHeadCategorical | None = None
 
     def get_dist(self, td: TensorDictBase) -> MultiHeadCategorical:
-        out = self.policy(td, sequence=self.sequence)
+        out = _forward(self.policy, td, self.sequence, self.store, self.task_table)
         if self.shared is not None:
             self.shared.put(td, out)
         self.last_dist = MultiHeadCategorical(out["logits"])  # for per-head entropy logs
@@ -82,31 +99,27 @@ class Actor(TensorDictModuleBase):
     def forward(self, td: TensorDictBase) -> TensorDictBase:
         # Policy.sample: with ``policy.live_only`` the network runs on alive agents only (the
         # dead get the no-op, log-prob 0, value 0 and keep their memory state).
-        res = self.policy.sample(td)
-        lead = td.get("agents").batch_size
-        td.set(("agents", "action"), TensorDict(res["action"], batch_size=lead))
-        td.set(("agents", "sample_log_prob"), res["log_prob"])
-        td.set(("agents", "state_value"), res["value"][..., None])
-        if "recurrent_state" in res:
-            td.set(("next", "agents", "recurrent_state"), res["recurrent_state"])
-        return td
+        return self.policy.act(td, task_table=self.task_table)
 
 
 class Critic(TensorDictModuleBase):
     """The policy's value head as ``("agents","state_value")`` ``[..., P, 1]`` (reusing the
     actor's forward on the same minibatch when there is one)."""
 
-    def __init__(self, policy, in_keys, shared: _SharedForward | None = None, sequence: bool = False):
+    def __init__(self, policy, in_keys, shared: _SharedForward | None = None, sequence: bool = False,
+                 task_table: torch.Tensor | None = None):
         super().__init__()
         self.policy = policy
         self.in_keys = list(in_keys)
         self.out_keys = [("agents", "state_value")]
         self.shared = shared
         self.sequence = sequence
+        self.task_table = task_table
+        self.store = None
 
     def forward(self, td: TensorDictBase) -> TensorDictBase:
         out = self.shared.take(td) if self.shared is not None else None
         if out is None:
-            out = self.policy(td, sequence=self.sequence)
+            out = _forward(self.policy, td, self.sequence, self.store, self.task_table)
         td.set(("agents", "state_value"), out["value"][..., None])
         return td

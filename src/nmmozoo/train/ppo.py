@@ -30,10 +30,35 @@ from torchrl.envs import Compose, InitTracker, RewardSum, TensorDictPrimer
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
+from tensordict import TensorDict
+
+from ..env.constants import ACTION_HEADS
+from ..inputs import rows_from_td
 from ..nn.registry import SpecError
 from ..recipe import load_recipe, make_recipe_env, make_recipe_policy, ppo_config
 from .metrics import TaskIds, episode_metrics, task_categories
 from .modules import Actor, Critic, _SharedForward, observation_keys
+from .rollout import CompactRollout
+
+
+class Rollout:
+    """One collected rollout: the compact live agent-steps (``store``), the small dense
+    per-slot tensors GAE reads (``dense``: alive, value, reward, done, terminated, ended),
+    the bootstrap values ``next_value`` and the ended episodes' last observations (logs)."""
+
+    def __init__(self, store: CompactRollout, dense: dict, next_value: torch.Tensor, ends: list):
+        self.store, self.dense, self.next_value, self.ends = store, dense, next_value, ends
+
+    def ended_td(self):
+        """The agent-episodes that ended, as :func:`episode_metrics` reads a rollout."""
+        if not self.ends:
+            alive = self.dense["alive"]
+            return TensorDict({"next": TensorDict({"done": alive.new_zeros(1, 1, 1)}, [1, 1])}, [1, 1])
+        ends = torch.cat(self.ends) if len(self.ends) > 1 else self.ends[0]
+        E = ends.batch_size[0]
+        nxt = TensorDict({"done": torch.ones(E, 1, 1, dtype=torch.bool, device=ends.device),
+                          "agents": ends.get("agents").unsqueeze(1)}, [E, 1])
+        return TensorDict({"next": nxt}, [E, 1])
 
 KEYS = dict(advantage=("agents", "advantage"), value_target=("agents", "value_target"),
             value=("agents", "state_value"), reward=("agents", "reward"), done=("agents", "done"),
@@ -198,7 +223,7 @@ class PPOModule(L.LightningModule):
         self.cfg = ppo_config(self.recipe)
         torch.manual_seed(seed)
         self.seed, self.env_overrides, self.rank = seed, dict(env_overrides or {}), 0
-        probe = make_recipe_env(self.recipe, seed=seed, **self.env_overrides)
+        probe = make_recipe_env(self.recipe, seed=seed, **self._env_over())
         self.policy = make_recipe_policy(self.recipe, probe)
         self.recurrent = self.policy.recurrent_shape is not None
         # the env stays out of the module tree: not trained, saved, or moved by Lightning
@@ -206,11 +231,14 @@ class PPOModule(L.LightningModule):
         self.policy.to(self.env.device)  # Lightning moves it too; this serves update() alone
         keys = observation_keys(self.env)
         shared = _SharedForward()
-        keys = keys + [("agents", "agent_index")]
         sequence = self.recurrent and not self.cfg.stored_state  # BPTT through each sequence
-        self.actor = Actor(self.policy, keys, shared, sequence=sequence)
-        self.critic = Critic(self.policy, keys, shared, sequence=sequence)
-        self.loss = ClipPPOLoss(self.actor, self.critic, clip_epsilon=self.cfg.clip,
+        self.task_table = self.env.base_env.world.task_embeddings
+        # acting (the collector's policy) and learning (the loss's, reading the compact rollout)
+        self.actor = Actor(self.policy, keys, task_table=self.task_table)
+        row_keys = [("agents", "row"), ("agents", "mask")]
+        self.learner = Actor(self.policy, row_keys, shared, sequence=sequence)
+        self.critic = Critic(self.policy, row_keys, shared, sequence=sequence)
+        self.loss = ClipPPOLoss(self.learner, self.critic, clip_epsilon=self.cfg.clip,
                                 entropy_coeff=self.cfg.entropy_coef, critic_coeff=self.cfg.value_coef,
                                 loss_critic_type="l2", clip_value=self.cfg.clip if self.cfg.clip_value else None,
                                 normalize_advantage=False, reduction="none", functional=False)
@@ -254,9 +282,16 @@ class PPOModule(L.LightningModule):
         return (max(1, cfg.total_steps // cfg.rollout_steps),
                 cfg.epochs * max(1, cfg.rollout_steps // cfg.minibatch_steps))
 
+    def _env_over(self) -> dict:
+        """Env settings of this run beyond the recipe's: compact observations unless the
+        recipe asks for a form (the rollout keeps its own compact copy either way), then the
+        ``env_overrides``."""
+        form = {} if "obs_mode" in (self.recipe.get("env") or {}) else {"obs_mode": "compact"}
+        return {**form, **self.env_overrides}
+
     def _make_env(self, rank: int, env=None):
         """This rank's env: seeded apart from the other ranks' (data-parallel PPO)."""
-        return make_train_env(self.recipe, self.seed + 1000 * rank, self.env_overrides,
+        return make_train_env(self.recipe, self.seed + 1000 * rank, self._env_over(),
                               self.policy.recurrent_shape, env)
 
     def setup(self, stage: str) -> None:
@@ -270,12 +305,20 @@ class PPOModule(L.LightningModule):
         self._updates.length = -(-max_steps // self.steps_per_update) if max_steps > 0 else self.updates
         return self._updates
 
-    def _collect(self):
+    def _collect(self) -> "Rollout":
+        """One rollout (:class:`Rollout`) collected with the current policy."""
+        if self._collector is None:
+            self._collect_setup()
+        else:
+            self._collector.update_policy_weights_()
+        return self._compact_rollout()
+
+    def _collect_setup(self) -> None:
         if self._collector is None:
             workers = self.cfg.collector_workers
             if workers > 1:  # worker processes, each with its share of the maps
                 per = self.maps // workers
-                over = {**self.env_overrides, "num_maps": per}
+                over = {**self._env_over(), "num_maps": per}
                 fns = [functools.partial(make_train_env, self.recipe, self.seed + 1000 * self.rank + 100 * (i + 1),
                                          over, self.policy.recurrent_shape) for i in range(workers)]
                 self._collector = MultiSyncCollector(fns, self.actor, frames_per_batch=self.maps * self.chunk,
@@ -284,17 +327,68 @@ class PPOModule(L.LightningModule):
                 self._collector = Collector(self.env, self.actor, frames_per_batch=self.maps * self.chunk,
                                             total_frames=-1, auto_register_policy_transforms=False)
             self._iter = iter(self._collector)
-        else:
-            self._collector.update_policy_weights_()
-        chunks, live = [], 0
-        with torch.no_grad():
-            while live < self.cfg.rollout_steps:  # whole chunks until the live samples suffice
-                chunks.append(next(self._iter))
-                live += int(chunks[-1]["agents", "mask"].sum())
-        return torch.cat(chunks, 1) if len(chunks) > 1 else chunks[0]
+            self._restore_run_state()
+
+    @torch.no_grad()
+    def _compact_rollout(self) -> "Rollout":
+        """Whole collector chunks until the live agent-steps suffice, each kept compactly
+        (:class:`~nmmozoo.train.rollout.CompactRollout`) as it arrives; what GAE needs stays
+        dense but small (reward, done, value: ~14 bytes per agent slot), and the values of the
+        next observations GAE bootstraps from (the rollout's last step; episode ends, whose
+        final observation the next step's reset replaced) are computed from each chunk before
+        it is dropped."""
+        store = CompactRollout(self.policy.sizes["window"] // 2, self.policy.sizes["head_sizes"],
+                               self.task_table)
+        dense: dict[str, list] = {k: [] for k in ("alive", "value", "reward", "done", "terminated",
+                                                  "ended", "end_value")}
+        ends, live, last = [], 0, None
+        end_keys = [("agents", k) for k in ("stats", "episode_return", "task_completed", "task_id")]
+        while live < self.cfg.rollout_steps:
+            chunk = self._next_chunk()
+            store.add(chunk)
+            nxt = chunk.get("next")
+            alive = chunk.get(("agents", "mask"))
+            ended = nxt.get("done").reshape(alive.shape[:2])
+            end_value = torch.zeros(alive.shape, device=alive.device)
+            if ended.any():
+                end_value[ended] = self._next_value(nxt[ended])
+                ends.append(nxt[ended].select(*[k for k in end_keys if k in nxt.keys(True, True)]))
+            dense["alive"].append(alive)
+            dense["value"].append(chunk.get(("agents", "state_value")))
+            dense["reward"].append(nxt.get(("agents", "reward")))
+            dense["done"].append(nxt.get(("agents", "done")))
+            dense["terminated"].append(nxt.get(("agents", "terminated")))
+            dense["ended"].append(ended)
+            dense["end_value"].append(end_value)
+            last = nxt[:, -1]
+            live += int(alive.sum())
+        store.finish()
+        d = {k: torch.cat(v, 1) if len(v) > 1 else v[0] for k, v in dense.items()}
+        v = d["value"]
+        nv = torch.empty_like(v)
+        nv[:, :-1] = v[:, 1:]
+        nv[d["ended"]] = d["end_value"][d["ended"]][..., None]
+        nv[:, -1] = self._next_value(last)[..., None]
+        return Rollout(store, d, nv, ends)
+
+    def _next_chunk(self):
+        """The collector's next chunk ``[maps, ticks]`` (TorchRL layout, dense in agents)."""
+        return next(self._iter)
+
+    def _next_value(self, td) -> torch.Tensor:
+        """The value of every agent of the observations ``td`` ``[..., B, P]`` (0 for the
+        dead, whose next value GAE never reads: they are terminated)."""
+        alive = td.get(("agents", "mask"))
+        out = torch.zeros(alive.numel(), device=alive.device)
+        live = alive.reshape(-1).nonzero().squeeze(-1)
+        if live.numel():
+            rows = rows_from_td(td, self.policy.sizes["window"] // 2, select=live, task_table=self.task_table)
+            out[live] = self.policy.forward_rows(rows)["value"].float()
+        return out.view(alive.shape)
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.policy.parameters(), lr=self.cfg.lr, eps=1e-5)
+        # the fused kernel where torch has one for the device (CPU and CUDA: one pass per step)
+        return torch.optim.Adam(self.policy.parameters(), lr=self.cfg.lr, eps=1e-5, fused=True)
 
     # --- one update ------------------------------------------------------------------------------------
     def training_step(self, batch, batch_idx):
@@ -325,19 +419,17 @@ class PPOModule(L.LightningModule):
             g["lr"] = self.cfg.lr * max(frac, 0.0)
         backward = self.manual_backward if self._trainer is not None else torch.Tensor.backward
         t0 = time.perf_counter()
-        data = self._collect()  # [maps, ticks]
+        ro = self._collect()
         t_env = time.perf_counter() - t0
-        with torch.no_grad():
-            self._bootstrap(data)
-            self.gae(data)
-        alive = data["agents", "mask"]
-        sample = self.sample_mask(alive)
-        table = self.sequences(sample)  # [n_seq, bptt] flat agent-step indices, -1 = padding
-        flat, maps = self._flatten(data)
+        d = ro.dense
+        alive = d["alive"]
+        B, T, P = alive.shape
+        _, table = self.prepare(ro)
+        self.learner.store = self.critic.store = ro.store
         stats = []
         for _ in range(self.cfg.epochs):
-            for rows in self.minibatches(table.shape[0]):
-                mb = self._gather(flat, maps, table[rows])
+            for part in self.minibatches(table.shape[0]):
+                mb = self._minibatch(ro.store, table[part])
                 m = mb["agents", "mask"][..., None]
                 if self.cfg.normalize_advantages:  # per minibatch, over its live steps
                     adv = mb["agents", "advantage"]
@@ -357,8 +449,8 @@ class PPOModule(L.LightningModule):
                 else:
                     torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.cfg.max_grad_norm)
                 opt.step()
-                heads = self.actor.last_dist.head_entropy()
-                self.actor.last_dist = None
+                heads = self.learner.last_dist.head_entropy()
+                self.learner.last_dist = None
                 zero = loss.new_zeros(())
                 with torch.no_grad():
                     stats.append({**{f"entropy/{h}": masked_mean(e, m[..., 0]) for h, e in heads.items()},
@@ -368,14 +460,16 @@ class PPOModule(L.LightningModule):
                                   "kl": masked_mean(out["kl_approx"], m) if "kl_approx" in out else zero,
                                   "clip_fraction": masked_mean(out["clip_fraction"], m)
                                   if "clip_fraction" in out else zero})
-        steps = int(sample.sum())  # live agent-steps learned from
-        collected = int(data.numel()) * self.agents
+        self.learner.store = self.critic.store = None
+        self.last_rollout_bytes = ro.store.nbytes()
+        steps = len(ro.store)  # live agent-steps learned from
+        collected = B * T * P
         self.agent_steps += steps
         dt = time.perf_counter() - t0
         live = alive.float().mean()
         log = {k: torch.stack([s[k] for s in stats]).mean() for k in stats[0]}
-        log.update(episode_metrics(data, self.categories))
-        log.update({"reward": masked_mean(data["next", "agents", "reward"], alive[..., None]),
+        log.update(episode_metrics(ro.ended_td(), self.categories))
+        log.update({"reward": masked_mean(d["reward"], alive[..., None]),
                     "alive": live, "agent_steps": float(self.agent_steps),
                     "minibatch_steps": float(steps) / (self.num_minibatches),
                     "env_agent_steps_per_s": int(alive.sum()) / max(t_env, 1e-9),
@@ -428,53 +522,58 @@ class PPOModule(L.LightningModule):
         order = torch.randperm(n_seq) if self.cfg.shuffle_minibatches else torch.arange(n_seq)
         return [order[i::k] for i in range(k)]
 
-    def _flatten(self, data):
-        """The rollout as agent-steps ``[maps*ticks*P]`` (per-agent keys) and map-steps
-        ``[maps*ticks]`` (what a map shares: market, compact map data, ``is_init``)."""
-        keep = {("agents", k) for k in ("advantage", "value_target", "state_value", "action",
-                                         "sample_log_prob", "mask")}
-        skip = {("agents", "episode_return"), ("agents", "env_reward"), ("agents", "reward"),
-                ("agents", "stats"), ("agents", "events")}
-        obs = set(observation_keys(self.env)) | keep
-        obs -= skip
-        agents_keys = [k for k in obs if isinstance(k, tuple) and k[0] == "agents"]
-        map_keys = [k for k in obs if not (isinstance(k, tuple) and k[0] == "agents")
-                    and k in data.keys(True, True)]
-        if "is_init" in data.keys():
-            map_keys.append("is_init")
-        agents = data.get("agents").select(*[k[1:] for k in agents_keys if k in data.keys(True, True)])
-        return agents.reshape(-1), data.select(*set(map_keys)).reshape(-1)
+    @torch.no_grad()
+    def prepare(self, ro: "Rollout") -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE over the rollout, the samples chosen and cut into sequences, the rollout cut
+        to its samples (with their advantages and targets). Returns the sequence table as
+        flat ``[maps, ticks, P]`` agent-step indices and as rows of the cut rollout (-1:
+        padding)."""
+        d = ro.dense
+        alive = d["alive"]
+        B, T, P = alive.shape
+        gae = TensorDict({"agents": TensorDict({"state_value": d["value"]}, [B, T, P]),
+                          "next": TensorDict({"agents": TensorDict(
+                              {"state_value": ro.next_value, "reward": d["reward"], "done": d["done"],
+                               "terminated": d["terminated"]}, [B, T, P])}, [B, T])}, [B, T])
+        self.gae(gae)
+        sample = self.sample_mask(alive)
+        flat = self.sequences(sample)  # [n_seq, bptt] flat agent-step indices, -1 = padding
+        rows = self._keep_samples(ro, sample, gae)
+        return flat, torch.where(flat >= 0, rows[flat.clamp_min(0)], -1)
 
-    def _gather(self, agents, maps, index: torch.Tensor):
-        """A minibatch ``[n, bptt]`` of agent-steps, each a map of one agent (its own market
-        and map data), padding masked out; ``("agents","agent_index")`` keeps each agent's
-        own id for the entity encoder."""
+    def _keep_samples(self, ro: "Rollout", sample: torch.Tensor, gae) -> torch.Tensor:
+        """Cut the rollout to its samples (with their advantages and value targets); returns
+        the row of each ``[B, T, P]`` agent-step among the kept ones (-1: not a sample)."""
+        B, T, P = sample.shape
+        d = ro.store.data
+        flat = (d["map"].long() * T + d["tick"].long()) * P + d["agent"].long()
+        row_of = torch.full((B * T * P,), -1, dtype=torch.long, device=sample.device)
+        row_of[flat] = torch.arange(flat.numel(), device=sample.device)
+        chosen = sample.reshape(-1).nonzero().squeeze(-1)
+        ro.store.keep(row_of[chosen])
+        rows = torch.full((B * T * P,), -1, dtype=torch.long, device=sample.device)
+        rows[chosen] = torch.arange(chosen.numel(), device=sample.device)
+        for k in ("advantage", "value_target"):
+            ro.store.set(k, gae.get(("agents", k)).reshape(-1).index_select(0, chosen).float())
+        return rows
+
+    def _minibatch(self, store: CompactRollout, index: torch.Tensor):
+        """A minibatch ``[n, bptt]`` of rollout rows (-1: padding, masked out), as the PPO
+        loss reads it: the stored action, log-prob, value, advantage and target per
+        agent-step, ``("agents","row")`` for the policy to rebuild its inputs from the
+        rollout (:meth:`CompactRollout.rows`)."""
         pad = index < 0
         idx = index.clamp_min(0)
-        a = agents[idx.reshape(-1)]
-        mb = maps[(idx // self.agents).reshape(-1)]
-        a.set("mask", a.get("mask") & ~pad.reshape(-1))
-        a.set("agent_index", idx.reshape(-1) % self.agents)
-        mb.set("agents", a.unsqueeze(-1))  # [n*bptt, 1]
-        return mb.reshape(*index.shape)
-
-    def _value(self, td):
-        return self.policy(td)["value"][..., None]
-
-    def _bootstrap(self, data) -> None:
-        """``("next","agents","state_value")`` for GAE: the next step's collected value,
-        and a fresh critic pass only where the next observation is not the next step's
-        (the rollout's last step, and episode ends, whose final observation was replaced by
-        the reset one)."""
-        v = data["agents", "state_value"]
-        nv = torch.empty_like(v)
-        nv[:, :-1] = v[:, 1:]
-        nxt = data["next"]
-        nv[:, -1] = self._value(nxt[:, -1])
-        ended = nxt["done"][:, :-1].reshape(self.maps, -1)
-        if ended.any():
-            nv[:, :-1][ended] = self._value(nxt[:, :-1][ended])
-        data["next", "agents", "state_value"] = nv
+        d = store.data
+        take = lambda k: d[k][idx]  # noqa: E731
+        act = take("action").long()
+        agents = TensorDict({
+            "row": idx, "mask": ~pad,
+            "action": TensorDict({h: act[..., i] for i, h in enumerate(ACTION_HEADS)}, idx.shape),
+            "sample_log_prob": take("sample_log_prob"), "state_value": take("state_value")[..., None],
+            "advantage": take("advantage")[..., None], "value_target": take("value_target")[..., None],
+        }, idx.shape)
+        return TensorDict({"agents": agents.unsqueeze(-1)}, idx.shape)
 
     def _sync_grads(self) -> None:
         """Data-parallel PPO: average the gradients over the ranks (each ran its own env)."""
@@ -515,7 +614,43 @@ class PPOModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items()
                                     if k.startswith("policy.")}
         checkpoint["nmmozoo_agent_steps"] = self.agent_steps
+        run_state = self._run_state()
+        if run_state is not None:
+            checkpoint["nmmozoo_run_state"] = run_state
         checkpoint["nmmozoo_recipe"] = {k: v for k, v in self.recipe.items() if not k.startswith("_")}
+
+    def _run_state(self) -> dict | None:
+        """What the next update depends on beyond the weights, the optimiser and the update
+        index: the env with its transforms and the observation the collector feeds next
+        (:func:`nmmozoo.env.env_state`), and the random generators. None where it cannot be
+        taken in this process: worker-process collectors and data-parallel ranks other than
+        this one hold their envs elsewhere (docs/training.md)."""
+        if self._collector is None or not isinstance(self._collector, Collector):
+            return None
+        if self._trainer is not None and self.trainer.world_size > 1:
+            return None
+        from ..env import env_state
+
+        carry = self._collector._carrier.exclude("collector")
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"env": env_state(self.env, carry=carry), "rng": rng}
+
+    def _restore_run_state(self) -> None:
+        """Put a resumed run's env, next observation and random generators back (once the
+        collector exists, so its first reset does not overwrite them)."""
+        state, self._pending_run_state = getattr(self, "_pending_run_state", None), None
+        if state is None:
+            return
+        from ..env import load_env_state
+
+        carry = load_env_state(self.env, state["env"])
+        if carry is not None:
+            self._collector._carrier.update(carry.to(self._collector._carrier.device))
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
     def on_load_checkpoint(self, checkpoint):
         conflicts = resume_conflicts(saved_recipe(checkpoint), self.recipe)
@@ -538,6 +673,11 @@ class PPOModule(L.LightningModule):
         full.update({k: v for k, v in saved.items() if k.startswith("policy.")})
         checkpoint["state_dict"] = full  # loaded strictly next: a missing weight still fails
         self.agent_steps = checkpoint.get("nmmozoo_agent_steps", 0)
+        # an exact resume needs the same env and rewards (a changed num_maps, say, starts the
+        # env afresh from the run's seed)
+        changes = resume_changes(saved_recipe(checkpoint), self.recipe)
+        exact = not any(c.startswith(("env.", "rewards")) for c in changes)
+        self._pending_run_state = checkpoint.get("nmmozoo_run_state") if exact else None
 
     def on_train_end(self):
         if self._trainer is not None and self.trainer.world_size > 1:
