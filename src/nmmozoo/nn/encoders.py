@@ -270,9 +270,9 @@ class EntityEmbed(_EntityBase):
         index = entity[n, r].long().clamp(0, 255) + self.offset  # [K, F] rows of the embedding
         used, slot = torch.unique(index, return_inverse=True)  # sorted: grouped by column
         per_col = torch.bincount(used // 256, minlength=F).tolist()
-        w = self.agent_fc.weight
-        table = torch.cat([self.embed(u) @ w[:, c * E:(c + 1) * E].t()  # W_c·e_c(v), values seen
-                           for c, u in enumerate(used.split(per_col)) if u.numel()])
+        w = self.agent_fc.weight.view(-1, F, E).unbind(1)  # W_c (views: one backward each)
+        table = torch.cat([e @ w[c].t()  # W_c·e_c(v) for the values seen in column c
+                           for c, e in enumerate(self.embed(used).split(per_col)) if e.numel()])
         rows = nn.functional.embedding_bag(slot.view(K, F), table, mode="sum") + self.agent_fc.bias
         own = entity[torch.arange(N, device=entity.device), own_row(entity, agent_id)]
         x = self.features(torch.cat([entity.new_zeros(1, F), own]))
