@@ -158,6 +158,28 @@ def test_nobody_alive_acts_without_running_the_network(tiny_batch):  # noqa: F81
     assert (td["agents", "action", "move"] == C.NUM_MOVES - 1).all()
 
 
+def _tiles(N: int) -> torch.Tensor:
+    """``N`` live windows at random map positions (centre-relative rows and columns) with
+    random materials."""
+    pos = torch.stack(torch.meshgrid(torch.arange(15), torch.arange(15), indexing="ij"), -1).reshape(-1, 2)
+    return torch.cat([pos.expand(N, -1, -1) + torch.randint(0, 100, (N, 1, 2)),
+                      torch.randint(0, 16, (N, 225, 1))], -1).to(torch.int16)
+
+
+def _conv_grads(enc, tile, modes):
+    """The tile encoder's output and first-layer gradients under each ``(tabulate,
+    tabulate_with_grad)`` of ``modes``."""
+    out = []
+    for tab, with_grad in modes:
+        enc.zero_grad()
+        enc.tabulate, enc.tabulate_with_grad = tab, with_grad
+        y = enc(tile)
+        (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+        out.append((y.detach(), enc.embed.weight.grad.clone(), enc.conv1.weight.grad.clone(),
+                    enc.conv1.bias.grad.clone()))
+    return out
+
+
 @pytest.mark.parametrize("material_only", [False, True])
 def test_tabulated_conv_equals_the_conv_with_gradients(material_only):
     """The table lookup gives the first conv's output and the same gradients for the
@@ -165,20 +187,9 @@ def test_tabulated_conv_equals_the_conv_with_gradients(material_only):
     torch.manual_seed(0)
     enc = TileEmbedCNN(hidden=16, window=15, embed_dim=8, channels=12, out_channels=4,
                        material_only=material_only)
-    N = 5
-    pos = torch.stack(torch.meshgrid(torch.arange(15), torch.arange(15), indexing="ij"), -1).reshape(-1, 2)
-    tile = torch.cat([pos.expand(N, -1, -1) + torch.randint(0, 100, (N, 1, 2)),
-                      torch.randint(0, 16, (N, 225, 1))], -1).to(torch.int16)
+    tile = _tiles(5)
     tile[0] = 0  # a dead agent's all-zero window
-    grads = []
-    for tab in (True, False):
-        enc.zero_grad()
-        enc.tabulate = enc.tabulate_with_grad = tab
-        out = enc(tile)
-        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
-        grads.append((out.detach(), enc.embed.weight.grad.clone(), enc.conv1.weight.grad.clone(),
-                      enc.conv1.bias.grad.clone()))
-    for a, b in zip(*grads):
+    for a, b in zip(*_conv_grads(enc, tile, [(True, True), (False, False)])):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
@@ -193,22 +204,11 @@ def test_onehot_conv_equals_the_conv_with_gradients(material_only, with_dead):
     torch.manual_seed(0)
     enc = TileEmbedCNN(hidden=16, window=15, embed_dim=8, channels=12, out_channels=4,
                        material_only=material_only)
-    N = 6
-    pos = torch.stack(torch.meshgrid(torch.arange(15), torch.arange(15), indexing="ij"), -1).reshape(-1, 2)
-    tile = torch.cat([pos.expand(N, -1, -1) + torch.randint(0, 100, (N, 1, 2)),
-                      torch.randint(0, 16, (N, 225, 1))], -1).to(torch.int16)
+    tile = _tiles(6)
     tile[1, :, 2] = 3  # one material everywhere
     if with_dead:
         tile[0] = 0
-    grads = []
-    for tab in (True, False):
-        enc.zero_grad()
-        enc.tabulate, enc.tabulate_with_grad = tab, False
-        out = enc(tile)
-        (out * torch.linspace(-1, 1, out.shape[-1])).sum().backward()
-        grads.append((out.detach(), enc.embed.weight.grad.clone(), enc.conv1.weight.grad.clone(),
-                      enc.conv1.bias.grad.clone()))
-    for a, b in zip(*grads):
+    for a, b in zip(*_conv_grads(enc, tile, [(True, False), (False, False)])):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 

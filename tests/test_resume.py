@@ -58,3 +58,17 @@ def test_killed_fit_resumes_to_the_uninterrupted_weights(tmp_path):
     assert got.keys() == want.keys()
     diff = max((got[k].float() - want[k].float()).abs().max().item() for k in want)
     assert diff == 0.0, f"resumed from update {killed_at}: weights differ by up to {diff:g}"
+
+
+def test_an_env_state_that_does_not_fit_warns_and_starts_the_env_afresh():
+    """A checkpoint whose env state was saved by other env code (say, a field added since) is
+    not an exact resume: a warning says so and the run goes on from a fresh env."""
+    from nmmozoo.train import PPOModule
+
+    m = PPOModule("demo", overrides={"ppo.rollout_steps": 256, "ppo.minibatch_steps": 256},
+                  env_overrides={"num_maps": 1})
+    m._pending_run_state = {"env": {"format": -1}, "rng": {"torch": torch.get_rng_state()}}
+    with pytest.warns(UserWarning, match="not an exact resume"):
+        ro = m._collect()
+    assert len(ro.store) >= 256
+    m.on_train_end()

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+
+def _fail(command: str, msg: str) -> int:
+    """A command's clear one-line error on stderr; exit status 2."""
+    print(f"nmmozoo {command}: {msg}", file=sys.stderr)
+    return 2
 
 
 def _rollout(a: argparse.Namespace) -> int:
@@ -372,9 +379,7 @@ def _test(a: argparse.Namespace) -> int:
     )
     from nmmozoo.report import ReportError, write_report
 
-    def fail(msg: str) -> int:
-        print(f"nmmozoo test: {msg}", file=sys.stderr)
-        return 2
+    fail = functools.partial(_fail, "test")
 
     pvp = a.protocol == "pvp"
     if pvp and len(a.model) < 2:
@@ -470,9 +475,7 @@ def _validate(a: argparse.Namespace) -> int:
     from nmmozoo.evaluate import EvalError, load_for_test
     from nmmozoo.train.validate import check_setting_sizes, run_validation, validation_setting
 
-    def fail(msg: str) -> int:
-        print(f"nmmozoo validate: {msg}", file=sys.stderr)
-        return 2
+    fail = functools.partial(_fail, "validate")
 
     for flag, v in (("--val_maps", a.val_maps), ("--val_episodes", a.val_episodes), ("--val_ticks", a.val_ticks)):
         if v is not None and v < 1:
@@ -521,9 +524,7 @@ def _predict(a: argparse.Namespace) -> int:
     from nmmozoo.evaluate import EvalError, load_for_test
     from nmmozoo.replay import ReplayError, record_episode
 
-    def fail(msg: str) -> int:
-        print(f"nmmozoo predict: {msg}", file=sys.stderr)
-        return 2
+    fail = functools.partial(_fail, "predict")
 
     if a.ticks is not None and a.ticks < 1:
         return fail(f"--ticks must be >= 1, got {a.ticks}")
@@ -553,9 +554,7 @@ def _render(a: argparse.Namespace) -> int:
     from nmmozoo.render import render_gif, render_html
     from nmmozoo.replay import Replay, ReplayError
 
-    def fail(msg: str) -> int:
-        print(f"nmmozoo render: {msg}", file=sys.stderr)
-        return 2
+    fail = functools.partial(_fail, "render")
 
     if a.every < 1 or a.fps <= 0 or (a.scale is not None and a.scale < 1):
         return fail(f"--every and --scale must be >= 1 and --fps > 0, got {a.every}, {a.scale}, {a.fps}")

@@ -17,7 +17,7 @@ import torch
 from tensordict import TensorDictBase
 
 from .env.constants import ACTION_HEADS
-from .env.observe import window_tiles
+from .env.observe import window_offsets, window_tiles
 
 
 @dataclass
@@ -49,13 +49,6 @@ class AgentRows:
     @property
     def size(self) -> int:
         return self.tile.shape[0]
-
-
-def window_offsets(vision: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row and column offsets of the ``(2·vision+1)²`` window cells, row-major."""
-    off = torch.arange(-vision, vision + 1, device=device)
-    n = off.numel()
-    return off[:, None].expand(n, n).reshape(-1), off[None, :].expand(n, n).reshape(-1)
 
 
 def rows_from_td(td: TensorDictBase, vision: int, select: torch.Tensor | None = None,

@@ -34,10 +34,7 @@ class Observer:
     def __init__(self, cfg: EnvConfig, num_maps: int, device, item_tables: I.ItemTables | None = None):
         self.cfg = cfg
         B = num_maps
-        v = cfg.vision
-        off = torch.arange(-v, v + 1, device=device)
-        self.win_dr = off[:, None].expand(cfg.window, cfg.window).reshape(-1)
-        self.win_dc = off[None, :].expand(cfg.window, cfg.window).reshape(-1)
+        self.win_dr, self.win_dc = window_offsets(cfg.vision, device)
         self.win_flat = self.win_dr * cfg.map_size + self.win_dc
         self.slots = None  # [B, P, K] int16 entity slot per observed row (E: empty)
         self._scratch = None  # [4, B, P, E] int16 work space of visible_pairs
@@ -310,6 +307,13 @@ def _nonzero_sparse(x: torch.Tensor) -> torch.Tensor:
     return cand.index_select(0, x.index_select(0, cand).nonzero().squeeze(1))
 
 
+def window_offsets(vision: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column offsets of the ``(2·vision+1)²`` window cells, row-major."""
+    off = torch.arange(-vision, vision + 1, device=device)
+    n = off.numel()
+    return off[:, None].expand(n, n).reshape(-1), off[None, :].expand(n, n).reshape(-1)
+
+
 def window_tiles(row, col, mat, alive, win_dr, win_dc) -> torch.Tensor:
     """Assemble the ``[..., 225, 3]`` (row, col, material) tile rows; zero for dead agents."""
     out = torch.empty(*mat.shape, 3, dtype=torch.int16, device=mat.device)
@@ -332,10 +336,7 @@ def expand_observation(material: torch.Tensor, entity_table: torch.Tensor,
                        vision: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense ``(tile, entity)`` observations from the compact form, on any device."""
     B, H, W = material.shape
-    off = torch.arange(-vision, vision + 1, device=material.device)
-    n = off.numel()
-    dr = off[:, None].expand(n, n).reshape(-1)
-    dc = off[None, :].expand(n, n).reshape(-1)
+    dr, dc = window_offsets(vision, material.device)
     # Dead agents carry position 0: read a valid window for them, then zero it.
     r = torch.where(mask, position[..., 0].long(), vision)
     c = torch.where(mask, position[..., 1].long(), vision)

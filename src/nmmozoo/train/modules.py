@@ -4,7 +4,7 @@ multi-head masked categorical distribution, and the critic the PPO loss calls.""
 from __future__ import annotations
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 
 from ..env import ACTION_HEADS

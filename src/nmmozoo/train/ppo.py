@@ -643,9 +643,18 @@ class PPOModule(L.LightningModule):
         state, self._pending_run_state = getattr(self, "_pending_run_state", None), None
         if state is None:
             return
-        from ..env import load_env_state
+        import warnings
 
-        carry = load_env_state(self.env, state["env"])
+        from ..env import load_env_state
+        from ..env.state import EnvStateError
+
+        try:
+            carry = load_env_state(self.env, state["env"])
+        except EnvStateError as e:  # saved by other env code (a field added since, say)
+            warnings.warn(f"the checkpoint's env state does not fit this env ({e}); the weights, "
+                          f"optimiser and update index resume, the env starts afresh from the "
+                          f"run's seed: not an exact resume", stacklevel=2)
+            return
         if carry is not None:
             self._collector._carrier.update(carry.to(self._collector._carrier.device))
         torch.set_rng_state(state["rng"]["torch"])

@@ -24,11 +24,8 @@ from __future__ import annotations
 import torch
 
 from ..env.constants import ACTION_HEADS
-from ..env.observe import window_tiles
-from ..inputs import AgentRows, rows_from_td, window_offsets
-
-_BITS = None
-
+from ..env.observe import window_offsets, window_tiles
+from ..inputs import AgentRows, rows_from_td
 
 def pack_bits(x: torch.Tensor) -> torch.Tensor:
     """Bool ``[N, n]`` → uint8 ``[N, ceil(n/8)]`` (little-endian within a byte)."""
