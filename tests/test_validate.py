@@ -140,7 +140,7 @@ def test_default_interval_gives_about_ten_validations_per_run():
     from nmmozoo.train.validate import Validation, default_maps
 
     updates, per_update = PPOModule.schedule(ppo_config(load_recipe("demo")))
-    assert (updates, per_update) == (244, 24)
+    assert (updates, per_update) == (245, 24)
     assert Validation().interval(SimpleNamespace(updates=updates)) == 24
     assert Validation(every=0).interval(SimpleNamespace(updates=updates)) == 0
     assert default_maps(16) == 4 and default_maps(128) == 1 and default_maps(16, episodes=2) == 2

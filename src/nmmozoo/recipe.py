@@ -85,7 +85,7 @@ class PPOConfig:
     """0: collect in the training process; N ≥ 2: a TorchRL ``MultiSyncCollector`` over N
     worker processes, each running num_maps / N maps (CPU envs)."""
     total_steps: int = 10_000_000
-    """Live agent-steps of the whole run."""
+    """Live agent-steps of the whole run (at least: whole updates, the last one may pass it)."""
 
     def __post_init__(self):
         for k, (lo, hi, what) in RANGES.items():

@@ -278,8 +278,9 @@ class PPOModule(L.LightningModule):
     @staticmethod
     def schedule(cfg) -> tuple[int, int]:
         """(updates of the whole run, optimiser steps per update) of a ``PPOConfig``: the
-        Trainer's ``max_steps`` for the whole run is their product."""
-        return (max(1, cfg.total_steps // cfg.rollout_steps),
+        Trainer's ``max_steps`` for the whole run is their product. A run learns from at least
+        ``total_steps`` live agent-steps (the public trainers loop while fewer were seen)."""
+        return (max(1, -(-cfg.total_steps // cfg.rollout_steps)),
                 cfg.epochs * max(1, cfg.rollout_steps // cfg.minibatch_steps))
 
     def _env_over(self) -> dict:
