@@ -319,6 +319,13 @@ def _fit(argv: list[str]) -> int:
                 kwargs["callbacks"] = [*callbacks, _progress_bar()]
             return super().instantiate_trainer(**kwargs)
 
+        def before_fit(self):
+            if self.trainer.is_global_zero:
+                from nmmozoo.train.runinfo import record_start
+
+                record_start(run, ["nmmozoo", "fit", *argv], device=str(self.model.env.device),
+                             recipe=name, seed=self.model.seed)
+
         def after_fit(self):
             if self.trainer.is_global_zero:
                 m = self.model
@@ -519,6 +526,21 @@ def _report(a: argparse.Namespace) -> int:
     return 0
 
 
+def _ship(a: argparse.Namespace) -> int:
+    """``nmmozoo ship``: a finished fit's policy into the zoo's checkpoints and index."""
+    from nmmozoo.ship import ShipError, ship
+
+    try:
+        entry = ship(a.run_dir, a.name, into=a.into, report=a.report, report_name=a.report_name,
+                     replace=a.replace, notes=a.notes)
+    except (ShipError, OSError) as e:
+        return _fail("ship", str(e))
+    pve = entry.get("pve", {}).get("score")
+    print(f"shipped {a.name}: {entry['file']} ({entry['bytes'] / 2**20:.1f} MiB, sha256 {entry['sha256'][:12]}…), "
+          f"{entry['agent_steps']:,} live agent-steps" + (f", PvE score {pve[0]} ± {pve[1]}" if pve else ""))
+    return 0
+
+
 def _predict(a: argparse.Namespace) -> int:
     """``nmmozoo predict``: play one map with a policy and record its replay."""
     from nmmozoo.evaluate import EvalError, load_for_test
@@ -638,6 +660,19 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a fit's --run_dir (e.g. runs/demo)")
     rp.add_argument("--out", default="reports/curves", metavar="DIR", help="where the PNGs go (default reports/curves)")
     rp.set_defaults(func=_report)
+    sh = sub.add_parser("ship", help="put a finished fit's policy into the zoo (checkpoints/NAME.safetensors "
+                        "and its checkpoints/index.yaml entry)", description="Copy RUN_DIR/policy.safetensors "
+                        "to checkpoints/NAME.safetensors (at most 30 MiB) and write its index entry: sha256, "
+                        "recipe, model, live agent-steps, commit(s) and hardware (RUN_DIR/run_info.json), wall "
+                        "time (the CSV logs), last validation, and with --report its nmmozoo test score.")
+    sh.add_argument("run_dir", metavar="RUN_DIR")
+    sh.add_argument("--name", required=True, help="the pretrained name (nmmozoo.load_pretrained(NAME))")
+    sh.add_argument("--report", default=None, metavar="DIR", help="an nmmozoo test --report folder holding its score")
+    sh.add_argument("--report_name", default=None, help="its policy's name in that report (default: --name)")
+    sh.add_argument("--into", default=None, metavar="DIR", help="checkpoints folder (default: the package's)")
+    sh.add_argument("--replace", action="store_true", help="overwrite a shipped file holding other weights")
+    sh.add_argument("--notes", default=None)
+    sh.set_defaults(func=_ship)
     pr = sub.add_parser("predict", help="play one map with a policy and record a replay (nmmozoo render "
                         "draws it)", description="Play one held-out map with MODEL_OR_RECIPE ('random', "
                         "'forager', a recipe or a zoo model; --ckpt_path as for nmmozoo test) and record the "

@@ -1,0 +1,150 @@
+"""Shipping a trained policy into the zoo: ``nmmozoo ship RUN_DIR --name NAME``.
+
+A finished fit's export (``<run_dir>/policy.safetensors``) is copied to
+``checkpoints/<name>.safetensors`` and its entry written to ``checkpoints/index.yaml``: the
+file's sha256, the recipe and model, the live agent-steps it learned from, the commit(s) and
+hardware that trained it (``run_info.json``), the time its updates and validations took
+(its CSV logs), its last validation score, and, given ``--report``, its ``nmmozoo test`` score
+with the 95% interval over seeds. Every file is written whole or not at all. A checkpoint
+is committed once: shipping other weights under a name that has a file is refused unless
+``replace`` is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._files import atomic_write
+from .hub import HubError, load_pretrained, sha256_of
+
+MAX_BYTES = 30 * 2**20
+HEADER = ("# Pretrained checkpoints: name -> {file (beside this index) | url, sha256, recipe, ...}.\n"
+          "# Written by `nmmozoo ship RUN_DIR --name NAME` (docs/zoo.md#pretrained-checkpoints).\n")
+
+
+class ShipError(ValueError):
+    """A run that cannot be shipped as asked; the message says which file or field and why."""
+
+
+def checkpoints_dir() -> Path:
+    """The package's ``checkpoints/`` folder (the repository's own in an editable install)."""
+    return Path(str(resources.files("nmmozoo.checkpoints")))
+
+
+def run_summary(run_dir: str | Path) -> dict[str, Any]:
+    """What a fit's logs say of it: live agent-steps, updates, the seconds its updates and
+    validations took (each update's live agent-steps over its agent-steps/s), the last
+    validation."""
+    from .report import X_KEY, ReportError, read_metrics
+
+    try:
+        rows = read_metrics(run_dir)
+    except ReportError as e:
+        raise ShipError(str(e)) from None
+    steps, prev, update_s, val_s = 0.0, 0.0, 0.0, 0.0
+    last_val = None
+    for r in rows:
+        steps = r[X_KEY]
+        if r.get("agent_steps/s"):
+            update_s += (steps - prev) / r["agent_steps/s"]
+        prev = steps
+        if "val/score" in r:
+            val_s += r.get("val/wall_s", 0.0)
+            last_val = {"score": round(r["val/score"], 3), "agent_steps": int(steps)}
+    return {"agent_steps": int(steps), "updates": int(rows[-1].get("train/update", len(rows))),
+            "wall_s": round(update_s + val_s, 1),
+            "last_validation": last_val}
+
+
+def report_score(report: str | Path, policy: str) -> dict[str, Any]:
+    """The ``nmmozoo test`` figures of ``policy`` (its name in the report) from a report folder."""
+    path = Path(report) / "results.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ShipError(f"--report {str(report)!r}: no readable results.json ({e})") from None
+    names = [p.get("name") for p in data.get("policies", [])]
+    found = [p for p in data.get("policies", []) if p.get("name") == policy]
+    # `nmmozoo test MODEL --ckpt_path NAME` names its row "MODEL (NAME)"
+    found = found or [p for p in data.get("policies", []) if str(p.get("name")).endswith(f" ({policy})")]
+    if len(found) != 1:
+        raise ShipError(f"--report {str(report)!r}: {'no' if not found else 'more than one'} policy named "
+                        f"{policy!r} or '… ({policy})' in results.json (it has {names}; --report_name picks one)")
+    p, s = found[0], data["setting"]
+
+    def stat(x, scale=1.0):
+        return None if not x else [round(x["mean"] * scale, 2),
+                                   None if x.get("half_width") is None else round(x["half_width"] * scale, 2)]
+
+    return {"score": stat(p.get("score")), "completion_pct": stat(p.get("completion"), 100),
+            "lifespan": stat(p.get("lifespan")),
+            "by_category": {c: stat(v) for c, v in (p.get("score_by_category") or {}).items()},
+            "setting": {k: s[k] for k in ("protocol", "preset", "tasks", "num_maps", "episodes", "seeds", "env")
+                        if k in s},
+            "report": str(report)}
+
+
+def ship(run_dir: str | Path, name: str, into: str | Path | None = None, report: str | Path | None = None,
+         report_name: str | None = None, replace: bool = False, notes: str | None = None) -> dict[str, Any]:
+    """Copy ``run_dir``'s exported policy into ``into`` (default: the package's checkpoints
+    folder) as ``<name>.safetensors`` and write its index entry; returns the entry."""
+    from .train.runinfo import read as read_run_info
+
+    if not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise ShipError(f"--name {name!r}: use letters, digits, '_' and '-' (it names the file)")
+    run = Path(run_dir)
+    src = run / "policy.safetensors"
+    if not src.is_file():
+        raise ShipError(f"{src}: no exported policy (nmmozoo fit writes it after the run's last update; "
+                        f"an unfinished run resumes with --ckpt_path last)")
+    size = src.stat().st_size
+    if size > MAX_BYTES:
+        raise ShipError(f"{src}: {size / 2**20:.1f} MiB is over the {MAX_BYTES // 2**20} MiB a shipped file may be")
+    try:
+        policy = load_pretrained(src)
+    except HubError as e:
+        raise ShipError(str(e)) from None
+    dest_dir = Path(into) if into is not None else checkpoints_dir()
+    dest = dest_dir / f"{name}.safetensors"
+    sha = sha256_of(src)
+    if dest.exists() and sha256_of(dest) != sha and not replace:
+        raise ShipError(f"{dest} exists with other weights: a checkpoint is committed once (ship under "
+                        "another name, or pass --replace for a new budget)")
+    summary = run_summary(run)
+    info = read_run_info(run)
+    segments = info.get("segments", [])
+    recipe = policy.recipe or {}
+    entry: dict[str, Any] = {
+        "file": dest.name, "sha256": sha, "bytes": size,
+        "recipe": (segments[0].get("recipe") if segments else None) or run.name,
+        "model": policy.spec.get("name"), "parameters": sum(p.numel() for p in policy.parameters()),
+        "agent_steps": summary["agent_steps"], "updates": summary["updates"],
+        "seed": segments[0].get("seed") if segments else None,
+        "env": {k: v for k, v in (recipe.get("env") or {}).items()},
+        "commit": sorted({s["commit"] for s in segments if s.get("commit")}) or None,
+        "hardware": segments[0]["machine"] if segments else None,
+        "trained": [s["started"][:10] for s in segments][:1] + ([segments[-1]["started"][:10]]
+                                                                if len(segments) > 1 else []),
+        "wall_s": summary["wall_s"], "last_validation": summary["last_validation"],
+    }
+    if report is not None:
+        entry["pve"] = report_score(report, report_name or name)
+    if notes:
+        entry["notes"] = notes
+    index_path = dest_dir / "index.yaml"
+    index = {}
+    if index_path.exists():
+        index = yaml.safe_load(index_path.read_text()) or {}
+        if not isinstance(index, dict):
+            raise ShipError(f"{index_path}: expected a mapping of names")
+    index[name] = {k: v for k, v in entry.items() if v is not None}
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    if not dest.exists() or sha256_of(dest) != sha:
+        atomic_write(dest, src.read_bytes())
+    atomic_write(index_path, (HEADER + yaml.safe_dump(index, sort_keys=False, width=100)).encode())
+    return index[name]

@@ -1,0 +1,88 @@
+"""`nmmozoo ship`: a real tiny fit's export goes into a checkpoints folder with its index
+entry (hash, live agent-steps, commit, hardware, wall time, score from an `nmmozoo test`
+report), loads back by hash, and what cannot be shipped is refused with the file named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from nmmozoo import load_pretrained
+from nmmozoo.cli import main
+from nmmozoo.hub import sha256_of
+from nmmozoo.ship import ShipError, ship
+
+TINY = ["--num_maps", "1", "--ppo.rollout_steps", "256", "--ppo.minibatch_steps", "256",
+        "--ppo.epochs", "1", "--trainer.enable_progress_bar", "false", "--val_every", "0"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished 3-update demo fit, and an `nmmozoo test` report of its export."""
+    root = tmp_path_factory.mktemp("ship")
+    assert main(["fit", "demo", "--run_dir", str(root / "run"), *TINY, "--trainer.max_steps", "3"]) == 0
+    assert main(["test", "demo", "--ckpt_path", str(root / "run" / "policy.safetensors"), "--preset", "tiny",
+                 "--num_maps", "1", "--num_npcs", "4", "--horizon", "32", "--seeds", "0", "1",
+                 "--report", str(root / "report")]) == 0
+    return root
+
+
+@pytest.mark.timeout(600)
+def test_ship_writes_the_file_and_its_entry(run, tmp_path):
+    into = tmp_path / "checkpoints"
+    entry = ship(run / "run", "demo_tiny_run", into=into, report=run / "report", report_name="policy.safetensors")
+    src = run / "run" / "policy.safetensors"
+    dest = into / "demo_tiny_run.safetensors"
+    assert dest.read_bytes() == src.read_bytes()
+    index = yaml.safe_load((into / "index.yaml").read_text())
+    assert index["demo_tiny_run"] == json.loads(json.dumps(entry))
+    assert entry["sha256"] == sha256_of(dest) and entry["bytes"] == dest.stat().st_size
+    assert entry["recipe"] == "demo" and entry["model"] == load_pretrained(src).spec["name"] and entry["seed"] == 0
+    assert entry["agent_steps"] == 3 * 256 and entry["updates"] == 3
+    assert entry["hardware"]["torch_threads"] >= 1 and entry["hardware"]["device"] == "cpu"
+    assert entry["wall_s"] > 0 and entry["commit"]  # a git checkout: the fit's commit
+    results = json.loads((run / "report" / "results.json").read_text())
+    score = [p for p in results["policies"] if p["name"].endswith(" (policy.safetensors)")][0]["score"]
+    assert entry["pve"]["score"] == [round(score["mean"], 2), round(score["half_width"], 2)]
+    assert entry["pve"]["setting"]["preset"] == "tiny" and entry["pve"]["setting"]["seeds"] == [0, 1]
+    policy = load_pretrained(dest, sha256=entry["sha256"])  # loads, hash checked
+    assert policy.spec["name"] == entry["model"]
+    # shipping the same weights again changes nothing; other weights under the name are refused
+    assert ship(run / "run", "demo_tiny_run", into=into)["sha256"] == entry["sha256"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "policy.safetensors").write_bytes(src.read_bytes())
+    (run / "run" / "logs").rename(other / "logs")
+    try:
+        dest.write_bytes(dest.read_bytes()[:-1] + b" ")  # the shipped file now differs
+        with pytest.raises(ShipError, match="exists with other weights"):
+            ship(other, "demo_tiny_run", into=into)
+        ship(other, "demo_tiny_run", into=into, replace=True)
+        assert dest.read_bytes() == src.read_bytes()
+    finally:
+        (other / "logs").rename(run / "run" / "logs")
+    assert not list(into.glob(".*.tmp"))
+
+
+@pytest.mark.timeout(600)
+def test_ship_refuses_what_it_cannot_ship(run, tmp_path, monkeypatch, capsys):
+    with pytest.raises(ShipError, match="no exported policy"):
+        ship(tmp_path, "x", into=tmp_path / "c")
+    with pytest.raises(ShipError, match="--name"):
+        ship(run / "run", "../x", into=tmp_path / "c")
+    with pytest.raises(ShipError, match="no policy named 'nope'"):
+        ship(run / "run", "x", into=tmp_path / "c", report=run / "report", report_name="nope")
+    import nmmozoo.ship as shipping
+
+    monkeypatch.setattr(shipping, "MAX_BYTES", 1000)
+    with pytest.raises(ShipError, match="over the"):
+        ship(run / "run", "x", into=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["ship", str(run / "run"), "--name", "x", "--into", str(tmp_path / "c")]) == 0
+    assert "shipped x" in capsys.readouterr().out
+    assert main(["ship", str(tmp_path), "--name", "x", "--into", str(tmp_path / "c")]) == 2
+    assert "policy.safetensors" in capsys.readouterr().err
