@@ -357,3 +357,26 @@ def test_value_coef_zero_trains_the_actor_alone():
     log, _ = m.update(torch.optim.Adam(m.policy.parameters(), lr=1e-3), 0)
     assert torch.isfinite(log["loss"]) and float(log["loss_critic"]) == 0.0
     m.on_train_end()
+
+
+def test_the_loss_runs_the_trunk_once_and_the_critic_reads_its_value():
+    """The learner's actor writes the value of its forward into the loss's TensorDict and the
+    critic reads it (TorchRL's single-call shared trunk): one policy forward per minibatch,
+    and the critic's value is the one a separate forward gives."""
+    torch.manual_seed(0)
+    m = _tiny_module(rollout_steps=256)
+    ro = m._collect()
+    _, table = m.prepare(ro)
+    m.learner.store = m.critic.store = ro.store
+    mb = m._minibatch(ro.store, table[m.minibatches(table.shape[0])[0]])
+    calls = []
+    forward_rows = m.policy.forward_rows
+    m.policy.forward_rows = lambda *a, **k: calls.append(1) or forward_rows(*a, **k)
+    out = m.loss(mb)
+    assert len(calls) == 1 and out["loss_critic"].requires_grad
+    del m.policy.forward_rows
+    with torch.no_grad():
+        alone = m.critic(mb.clone(False))[("agents", "state_value")]
+        rows = forward_rows(ro.store.rows(mb["agents", "row"]))
+    assert torch.allclose(alone, rows["value"][..., None], atol=1e-6)
+    m.on_train_end()

@@ -38,23 +38,13 @@ class MultiHeadCategorical:
         return {h: d.entropy() for h, d in self.dists.items()}
 
 
-class _SharedForward:
-    """The PPO loss asks the actor for its distribution and then the critic for its value on
-    the same minibatch; both come from one trunk, so one forward (and one backward) serves
-    both. The actor leaves its output here keyed by the minibatch's mask tensor (TorchRL's
-    loss passes shallow copies of one TensorDict, which share their tensors)."""
-
-    def __init__(self):
-        self.key, self.out = None, None
-
-    def put(self, td, out):
-        self.key, self.out = td.get(("agents", "mask")), out
-
-    def take(self, td):
-        if self.key is not None and td.get(("agents", "mask"), None) is self.key:
-            out, self.key, self.out = self.out, None, None
-            return out
-        return None
+# The PPO loss asks the actor for its distribution and then the critic for its value, on the
+# same (shallow-copied) TensorDict. Both come from one trunk, so the learner's actor also
+# writes the value its forward computed under this key, and the critic is then only the value
+# head reading it: TorchRL's documented single-call form of a shared actor-critic trunk
+# (``PPOLoss(actor_with_trunk, value_head)``), which runs the trunk once per minibatch where
+# ``ActorValueOperator``'s policy and value operators would each run it.
+VALUE_PRED = ("agents", "value_pred")
 
 
 def _forward(policy, td: TensorDictBase, sequence: bool, store, task_table):
@@ -75,14 +65,14 @@ class Actor(TensorDictModuleBase):
     ``store``: the rollout (:class:`~nmmozoo.train.rollout.CompactRollout`) the loss's
     minibatches index into, set by the trainer for the update."""
 
-    def __init__(self, policy, in_keys, shared: _SharedForward | None = None, sequence: bool = False,
+    def __init__(self, policy, in_keys, write_value: bool = False, sequence: bool = False,
                  task_table: torch.Tensor | None = None):
         super().__init__()
         self.policy = policy
         self.in_keys = list(in_keys)
         self.out_keys = ([("agents", "action", h) for h in ACTION_HEADS] +
                          [("agents", "sample_log_prob"), ("agents", "state_value")])
-        self.shared = shared
+        self.write_value = write_value
         self.sequence = sequence
         self.task_table = task_table
         self.store = None
@@ -90,8 +80,8 @@ class Actor(TensorDictModuleBase):
 
     def get_dist(self, td: TensorDictBase) -> MultiHeadCategorical:
         out = _forward(self.policy, td, self.sequence, self.store, self.task_table)
-        if self.shared is not None:
-            self.shared.put(td, out)
+        if self.write_value:  # for the critic (VALUE_PRED)
+            td.set(VALUE_PRED, out["value"][..., None])
         self.last_dist = MultiHeadCategorical(out["logits"])  # for per-head entropy logs
         return self.last_dist
 
@@ -103,23 +93,22 @@ class Actor(TensorDictModuleBase):
 
 
 class Critic(TensorDictModuleBase):
-    """The policy's value head as ``("agents","state_value")`` ``[..., P, 1]`` (reusing the
-    actor's forward on the same minibatch when there is one)."""
+    """The policy's value as ``("agents","state_value")`` ``[..., P, 1]``: the one the actor's
+    forward wrote into the same TensorDict (``VALUE_PRED``) when there is one, else the
+    policy's own forward."""
 
-    def __init__(self, policy, in_keys, shared: _SharedForward | None = None, sequence: bool = False,
-                 task_table: torch.Tensor | None = None):
+    def __init__(self, policy, in_keys, sequence: bool = False, task_table: torch.Tensor | None = None):
         super().__init__()
         self.policy = policy
         self.in_keys = list(in_keys)
         self.out_keys = [("agents", "state_value")]
-        self.shared = shared
         self.sequence = sequence
         self.task_table = task_table
         self.store = None
 
     def forward(self, td: TensorDictBase) -> TensorDictBase:
-        out = self.shared.take(td) if self.shared is not None else None
-        if out is None:
-            out = _forward(self.policy, td, self.sequence, self.store, self.task_table)
-        td.set(("agents", "state_value"), out["value"][..., None])
+        value = td.get(VALUE_PRED, None)
+        if value is None:
+            value = _forward(self.policy, td, self.sequence, self.store, self.task_table)["value"][..., None]
+        td.set(("agents", "state_value"), value)
         return td

@@ -37,7 +37,7 @@ from ..inputs import rows_from_td
 from ..nn.registry import SpecError
 from ..recipe import load_recipe, make_recipe_env, make_recipe_policy, ppo_config
 from .metrics import TaskIds, episode_metrics, task_categories
-from .modules import Actor, Critic, _SharedForward, observation_keys
+from .modules import Actor, Critic, observation_keys
 from .rollout import CompactRollout
 
 
@@ -230,14 +230,13 @@ class PPOModule(L.LightningModule):
         self.__dict__["env"] = self._make_env(rank=0, env=probe)
         self.policy.to(self.env.device)  # Lightning moves it too; this serves update() alone
         keys = observation_keys(self.env)
-        shared = _SharedForward()
         sequence = self.recurrent and not self.cfg.stored_state  # BPTT through each sequence
         self.task_table = self.env.base_env.world.task_embeddings
         # acting (the collector's policy) and learning (the loss's, reading the compact rollout)
         self.actor = Actor(self.policy, keys, task_table=self.task_table)
         row_keys = [("agents", "row"), ("agents", "mask")]
-        self.learner = Actor(self.policy, row_keys, shared, sequence=sequence)
-        self.critic = Critic(self.policy, row_keys, shared, sequence=sequence)
+        self.learner = Actor(self.policy, row_keys, write_value=True, sequence=sequence)
+        self.critic = Critic(self.policy, row_keys, sequence=sequence)
         self.loss = ClipPPOLoss(self.learner, self.critic, clip_epsilon=self.cfg.clip,
                                 entropy_coeff=self.cfg.entropy_coef, critic_coeff=self.cfg.value_coef,
                                 loss_critic_type="l2", clip_value=self.cfg.clip if self.cfg.clip_value else None,
