@@ -185,3 +185,14 @@ def test_pvp_random_against_the_forager(tmp_path, capsys):
     assert main(["test", "forager", "forager", "--protocol", "pvp", "--preset", "tiny", "--num_maps", "1",
                  "--horizon", "4", "--tasks", "none", "--seeds", "0", "--threads", "1"]) == 0
     assert "forager #2: lifespan" in capsys.readouterr().out
+
+
+def test_world_preset_drops_the_recipes_world_fields():
+    """`--world preset` evaluates every policy in the preset's own world (one world to compare
+    recipes on); the default plays each recipe's world fields."""
+    own = load_for_test("takeru", tasks="none")
+    assert own["env"]["num_npcs"] == 128 and own["env"]["map_pool_size"] == 1280
+    plain = load_for_test("takeru", tasks="none", world="preset", num_npcs=16)
+    assert plain["env"] == {"num_npcs": 16} and plain["preset"] == "competition2023"
+    with pytest.raises(EvalError, match="--world 'mine'"):
+        load_for_test("takeru", tasks="none", world="mine")

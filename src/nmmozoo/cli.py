@@ -370,8 +370,8 @@ name (checkpoints/index.yaml), a .safetensors export, a fit's .ckpt, or 'last'
 (runs/<recipe>/checkpoints/last.ckpt); without it, the untrained model (torch.manual_seed(
 --init_seed)). Several MODEL_OR_RECIPE: each with its --ckpt_path in order ('none' for one without weights). Every
 number comes with its 95%% Student-t interval over --seeds. The env: --preset (default: the
-recipe's or checkpoint's, else competition2023) with the recipe's world fields, then
---horizon / --num_npcs."""
+recipe's or checkpoint's, else competition2023) with the recipe's world fields (--world preset:
+without them, one world for every policy), then --horizon / --num_npcs."""
 
 
 def _test(a: argparse.Namespace) -> int:
@@ -410,7 +410,8 @@ def _test(a: argparse.Namespace) -> int:
         ck = a.ckpt_path[i] if a.ckpt_path else None
         try:
             src = load_for_test(model, None if ck in (None, "none") else ck, run_dir=a.run_dir,
-                                preset=a.preset, tasks=a.tasks, init_seed=a.init_seed, **overrides)
+                                preset=a.preset, tasks=a.tasks, init_seed=a.init_seed, world=a.world,
+                                **overrides)
         except (EvalError, ValueError) as e:
             return fail(str(e))
         cfg = make_config(src["preset"], **src["env"])
@@ -633,6 +634,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--preset", default=None)
     t.add_argument("--tasks", default="heldout", help="heldout (default; gives the score), curriculum, "
                    "none, or a task file")
+    t.add_argument("--world", default="recipe", choices=["recipe", "preset"],
+                   help="recipe (default): the preset with each recipe's world fields (its NPCs, ...); "
+                   "preset: the preset's own world for every policy (one world to compare recipes on)")
     t.add_argument("--horizon", type=int, default=None, help="episode length (ticks)")
     t.add_argument("--num_npcs", type=int, default=None)
     t.add_argument("--deterministic", action="store_true", help="argmax actions instead of sampling")

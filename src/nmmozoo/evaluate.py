@@ -328,14 +328,14 @@ def _trained_sizes(recipe: dict) -> dict:
 
 def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None = None,
                   preset: str | None = None, tasks: str = "heldout", init_seed: int = 0,
-                  **env_overrides: Any) -> dict[str, Any]:
+                  world: str = "recipe", **env_overrides: Any) -> dict[str, Any]:
     """Resolve ``nmmozoo test MODEL_OR_RECIPE --ckpt_path ...``: ``model`` is ``random``, ``forager`` (scripted), a
     recipe (name or YAML path) or a model of the zoo; ``ckpt_path`` a pretrained name of
     ``checkpoints/index.yaml``, a ``.safetensors`` export, a fit's ``.ckpt``, ``last``
     (``runs/<recipe>/checkpoints/last.ckpt``, or ``run_dir``'s), or None: the untrained model
     (initialised after ``torch.manual_seed(init_seed)``). Returns ``{policy (None: random),
     name, source, training_steps, preset, env}`` (``env``: the world fields the evaluation
-    env is made with). Anything unknown is an :class:`EvalError`."""
+    env is made with: the recipe's, or with ``world="preset"`` none, then ``env_overrides``). Anything unknown is an :class:`EvalError`."""
     from pathlib import Path
 
     from .env import make_config
@@ -420,9 +420,15 @@ def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None 
         if spec_name is not None and policy.spec["name"] != spec_name:
             raise EvalError(f"--ckpt_path {str(path)!r} holds a {policy.spec['name']!r} policy, not {spec_name!r}")
         name = f"{policy.spec['name']} ({Path(str(ckpt_path)).name if ckpt_path != 'last' else 'last'})"
-    rec_preset, world = _recipe_world(recipe)
+    if world not in ("recipe", "preset"):
+        raise EvalError(f"--world {world!r}: 'recipe' (the recipe's world fields on the preset) or "
+                        "'preset' (the preset's own world)")
+    rec_preset, fields = _recipe_world(recipe)
+    if world == "preset":
+        fields = {}
     preset = preset or rec_preset or "competition2023"
-    world.update(env_overrides)
+    fields.update(env_overrides)
+    world = fields
     tasks = resolve_tasks(tasks, (recipe or {}).get("_dir"))
     try:
         cfg = make_config(preset, tasks=tasks, map_pool="eval", **world)
