@@ -22,6 +22,31 @@ import yaml
 from ..policy import _read_yaml, _spec_files, create_policy, resolve_spec
 
 
+def pretrained_rows(name: str) -> str:
+    """The card's row(s) of the zoo table: each shipped checkpoint of this model
+    (``checkpoints/index.yaml``) with its budget, score and hardware."""
+    from ..hub import pretrained_index
+
+    entries = {k: e for k, e in pretrained_index().items() if isinstance(e, dict) and e.get("model") == name}
+    if not entries:
+        return "No pretrained weights ship yet for this model."
+
+    def pm(x, unit=""):
+        return "–" if not x else f"{x[0]}{unit} ± {x[1]}{unit}"
+
+    lines = ["| checkpoint | recipe | live agent-steps | PvE score | completion | lifespan | hardware, wall time |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for k, e in entries.items():
+        pve, hw = e.get("pve") or {}, e.get("hardware") or {}
+        where = f"{hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} thread(s)" + (
+            f", {hw['gpu']}" if hw.get("gpu") else "")
+        lines.append(f"| `{k}` | {e.get('recipe')} | {e.get('agent_steps', 0):,} | {pm(pve.get('score'))} | "
+                     f"{pm(pve.get('completion_pct'), '%')} | {pm(pve.get('lifespan'))} | "
+                     f"{where}, {e.get('wall_s', 0) / 3600:.1f} h |")
+    return "\n".join(lines) + ("\n\nScores: `nmmozoo test` PvE, the 63 held-out tasks on held-out maps, "
+                               "± the 95% interval over seeds; setting and the zoo table: docs/zoo.md.")
+
+
 def card(name: str) -> str:
     spec = resolve_spec(name)
     c = spec.get("card") or {}
@@ -54,6 +79,10 @@ def card(name: str) -> str:
 | parameters | task embedding 384 (shipped) | task embedding 4096 (2023) |
 |---|---|---|
 {chr(10).join(rows)}
+
+**Pretrained.**
+
+{pretrained_rows(name)}
 
 **Remaining differences from the public network.**
 {diff_text}
