@@ -296,3 +296,27 @@ def test_masked_head_equals_torch_categorical():
     s2 = ref.sample()
     assert torch.equal(s1, s2)
     assert mask.gather(1, s1[:, None]).all()
+
+
+def test_mask_logits_is_masked_fill_with_its_gradients():
+    """`mask_logits` gives masked_fill's tensor bit for bit, and through a categorical's
+    log-probs and entropy the same gradients (zero on the masked options)."""
+    from nmmozoo.nn.distributions import MaskedHead, mask_logits
+
+    g = torch.Generator().manual_seed(1)
+    raw = (torch.randn(32, 101, generator=g) * 30).requires_grad_()
+    mask = torch.rand(32, 101, generator=g) < 0.2
+    mask[:, -1] = True
+    mask[:4] = False
+    mask[:4, 7] = True  # one option
+    a = torch.multinomial(mask.float(), 1, generator=g).squeeze(-1)
+    grads = []
+    for fn in (lambda: raw.masked_fill(~mask, torch.finfo(torch.float32).min), lambda: mask_logits(raw, mask)):
+        lg = fn()
+        d = MaskedHead(lg)
+        raw.grad = None
+        (d.log_prob(a).sum() + 0.3 * d.entropy().sum()).backward()
+        grads.append((lg.detach(), raw.grad.clone()))
+    assert torch.equal(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1], rtol=0, atol=1e-6)
+    assert (grads[1][1][~mask] == 0).all()

@@ -23,7 +23,7 @@ from . import nn as _components  # noqa: F401 - registers the components
 from .env import constants as C
 from .env.config import EnvConfig, make_config
 from .inputs import AgentRows, rows_from_td
-from .nn.distributions import MaskedHead
+from .nn.distributions import MaskedHead, mask_logits
 from .env.constants import ACTION_HEADS, head_sizes
 from .nn.decoders import MapIndex, MarketRows, SparseRows
 from .nn.registry import SpecError, build
@@ -358,8 +358,7 @@ class Policy(TensorDictModuleBase):
         masks = rows.masks
         for r in self.restrictions:
             masks = r(masks, entity)
-        neg = torch.finfo(x.dtype).min
-        logits = {h: logits[h].masked_fill(~masks[h], neg) for h in ACTION_HEADS}
+        logits = {h: mask_logits(logits[h], masks[h]) for h in ACTION_HEADS}
         out = {"logits": {h: v.reshape(*lead, -1) for h, v in logits.items()},
                "value": self.value(x).reshape(lead)}
         if state is not None:
