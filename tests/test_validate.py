@@ -24,11 +24,11 @@ def rows(run, version=0):
 
 @pytest.fixture(scope="module")
 def fits(tmp_path_factory):
-    """Two 3-update demo fits (one map, 256-step rollouts, one epoch): ``a`` validates after
-    every update, ``b`` never."""
+    """Demo fits (one map, 256-step rollouts, one epoch): ``a`` (3 updates) validates after
+    every update, ``b`` (3) never, ``c`` (4) every 2 updates."""
     root = tmp_path_factory.mktemp("fits")
-    for name, every in (("a", "1"), ("b", "0")):
-        args = ["fit", "demo", "--run_dir", str(root / name), *TINY, "--trainer.max_steps", "3",
+    for name, every, updates in (("a", "1", "3"), ("b", "0", "3"), ("c", "2", "4")):
+        args = ["fit", "demo", "--run_dir", str(root / name), *TINY, "--trainer.max_steps", updates,
                 "--val_every", every]
         assert main(args) == 0, name
     return root
@@ -44,6 +44,10 @@ def test_fit_logs_a_validation_per_update_without_changing_training(fits):
         assert 0.0 < float(r["val/lifespan"]) <= 256.0
         assert float(r["val/agent_episodes"]) == 64.0  # 4 tiny maps x 16 agents: every held-out task once
     assert not any(k.startswith("val/") for k in b[0])
+    # every 2 updates: after updates 2 and 4; the other rows have no val/ figures (no repeats
+    # of an earlier validation)
+    c = rows(fits / "c")
+    assert [bool(r["val/score"]) for r in c] == [False, True, False, True]
     # the evaluation's seeding does not reach the training's random streams: same rollouts,
     # same losses with and without validation
     assert [float(r["train/loss"]) for r in a] == pytest.approx([float(r["train/loss"]) for r in b], rel=1e-6)

@@ -165,6 +165,10 @@ class Validation(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         # the index training_step gives this update (train/update is this + 1)
         self._update = trainer.global_step // pl_module.steps_per_update
+        # Lightning keeps a step's logged values until its epoch ends, and a fit is one endless
+        # epoch: without this, every update after a validation would repeat its val/* figures
+        if trainer._results is not None:
+            trainer._results.reset(metrics=False, fx="on_train_batch_end")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         every = self.interval(pl_module)
