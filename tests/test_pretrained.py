@@ -1,0 +1,61 @@
+"""The zoo's shipped checkpoints (`checkpoints/index.yaml`): each loads by name with its hash
+checked, is what its entry says (file size, hash, budget), is served by every entry point
+(`load_pretrained`, `create_policy(pretrained=True)`, `list_models(pretrained=True)`,
+`nmmozoo test NAME --ckpt_path NAME`), and beats the untrained policy and the random policy on
+the held-out tasks and maps by more than the seed interval (a short evaluation: the full table
+is docs/zoo.md's)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import nmmozoo
+from nmmozoo.cli import main
+from nmmozoo.evaluate import t_interval
+from nmmozoo.hub import pretrained_index, sha256_of
+from nmmozoo.ship import MAX_BYTES, checkpoints_dir
+
+INDEX = pretrained_index()
+NAMES = sorted(INDEX)
+BUDGET = 10_000_000  # live agent-steps, every recipe alike (the 2023 baseline's own budget)
+# the short evaluation: the preset's own world, held-out maps and tasks, 256-tick episodes
+SHORT = ["--world", "preset", "--num_maps", "1", "--horizon", "256", "--seeds", "0", "1", "2", "3"]
+
+
+def test_the_zoo_ships_checkpoints():
+    assert NAMES, "checkpoints/index.yaml lists no checkpoint"
+    assert set(NAMES) <= set(nmmozoo.list_models(pretrained=True))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_shipped_checkpoint_is_what_its_entry_says(name):
+    entry = INDEX[name]
+    path = checkpoints_dir() / entry["file"]
+    assert path.stat().st_size == entry["bytes"] <= MAX_BYTES
+    assert sha256_of(path) == entry["sha256"]
+    assert entry["agent_steps"] >= BUDGET
+    policy = nmmozoo.load_pretrained(name)  # the hash is checked on load
+    assert policy.spec["name"] == entry["model"]
+    assert sum(p.numel() for p in policy.parameters()) == entry["parameters"]
+    again = nmmozoo.create_policy(entry["model"], pretrained=True) if entry["model"] == name else None
+    if again is not None:
+        assert all((a == b).all() for a, b in zip(again.state_dict().values(), policy.state_dict().values()))
+
+
+@pytest.mark.timeout(1200)
+@pytest.mark.parametrize("name", NAMES)
+def test_a_shipped_checkpoint_beats_untrained_and_random(name, tmp_path):
+    """`nmmozoo test NAME --ckpt_path NAME` beside the random policy and NAME untrained, on the
+    same maps and seeds: the per-seed score differences have a 95% interval above 0."""
+    report = tmp_path / "report"
+    assert main(["test", name, "random", name, "--ckpt_path", name, "none", "none", *SHORT,
+                 "--report", str(report)]) == 0
+    rows = {p["name"]: p for p in json.loads((report / "results.json").read_text())["policies"]}
+    model = INDEX[name]["model"]
+    trained = rows[f"{model} ({name})"]
+    for floor in ("random", f"{model} (untrained)"):
+        diffs = [a - b for a, b in zip(trained["score"]["per_seed"], rows[floor]["score"]["per_seed"])]
+        low = t_interval(diffs)["ci95"][0]
+        assert low > 0, (floor, diffs, trained["score"], rows[floor]["score"])
