@@ -12,7 +12,7 @@ import yaml
 from nmmozoo import load_pretrained
 from nmmozoo.cli import main
 from nmmozoo.hub import sha256_of
-from nmmozoo.ship import ShipError, ship
+from nmmozoo.ship import ShipError, ship, zoo_table
 
 TINY = ["--num_maps", "1", "--ppo.rollout_steps", "256", "--ppo.minibatch_steps", "256",
         "--ppo.epochs", "1", "--trainer.enable_progress_bar", "false", "--val_every", "0"]
@@ -23,7 +23,8 @@ def run(tmp_path_factory):
     """A finished 3-update demo fit, and an `nmmozoo test` report of its export."""
     root = tmp_path_factory.mktemp("ship")
     assert main(["fit", "demo", "--run_dir", str(root / "run"), *TINY, "--trainer.max_steps", "3"]) == 0
-    assert main(["test", "demo", "--ckpt_path", str(root / "run" / "policy.safetensors"), "--preset", "tiny",
+    assert main(["test", "demo", "random", "--ckpt_path", str(root / "run" / "policy.safetensors"), "none",
+                 "--preset", "tiny",
                  "--num_maps", "1", "--num_npcs", "4", "--horizon", "32", "--seeds", "0", "1",
                  "--report", str(root / "report")]) == 0
     return root
@@ -47,6 +48,9 @@ def test_ship_writes_the_file_and_its_entry(run, tmp_path):
     score = [p for p in results["policies"] if p["name"].endswith(" (policy.safetensors)")][0]["score"]
     assert entry["pve"]["score"] == [round(score["mean"], 2), round(score["half_width"], 2)]
     assert entry["pve"]["setting"]["preset"] == "tiny" and entry["pve"]["setting"]["seeds"] == [0, 1]
+    table = zoo_table(run / "report", index=index).splitlines()
+    assert table[2].startswith("| `demo_tiny_run` (demo) | 768 | " + "{:.1f} ± {:.1f}".format(*entry["pve"]["score"]))
+    assert table[3].startswith("| random | 0 | ")  # the report's floor
     policy = load_pretrained(dest, sha256=entry["sha256"])  # loads, hash checked
     assert policy.spec["name"] == entry["model"]
     # shipping the same weights again changes nothing; other weights under the name are refused

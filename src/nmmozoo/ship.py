@@ -148,3 +148,41 @@ def ship(run_dir: str | Path, name: str, into: str | Path | None = None, report:
         atomic_write(dest, src.read_bytes())
     atomic_write(index_path, (HEADER + yaml.safe_dump(index, sort_keys=False, width=100)).encode())
     return index[name]
+
+
+def zoo_table(report: str | Path | None = None, index: dict | None = None) -> str:
+    """The zoo's Markdown table: every shipped checkpoint's row from its index entry (budget,
+    PvE score ± 95% interval and per category, completion, lifespan, hardware, wall time),
+    then the floors of ``report`` (its random and untrained rows), for README.md and
+    docs/zoo.md."""
+    from .hub import pretrained_index
+    from .tasks import CATEGORIES
+
+    index = pretrained_index() if index is None else index
+
+    def pm(x, unit=""):
+        return "–" if not x else (f"{x[0]:.1f}{unit}" if x[1] is None else f"{x[0]:.1f} ± {x[1]:.1f}{unit}")
+
+    head = ["model", "live agent-steps", "score", *CATEGORIES, "completion", "lifespan (ticks)",
+            "hardware, wall time"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + "|"]
+    for name, e in index.items():
+        if not isinstance(e, dict):
+            continue
+        pve, hw = e.get("pve") or {}, e.get("hardware") or {}
+        cats = pve.get("by_category") or {}
+        where = (f"{hw.get('cores', '?')}-core {hw.get('cpu', 'CPU')}, {hw.get('torch_threads', '?')} thread"
+                 + ("s" if hw.get("torch_threads", 1) != 1 else "") + (f", {hw['gpu']}" if hw.get("gpu") else ""))
+        lines.append("| " + " | ".join([f"`{name}` ({e.get('recipe')})", f"{e.get('agent_steps', 0):,}",
+                                        pm(pve.get("score")), *[pm(cats.get(c)) for c in CATEGORIES],
+                                        pm(pve.get("completion_pct"), "%"), pm(pve.get("lifespan")),
+                                        f"{where}, {e.get('wall_s', 0) / 3600:.1f} h"]) + " |")
+    if report is not None:
+        data = json.loads((Path(report) / "results.json").read_text())
+        for p in data["policies"]:
+            if p["name"] == "random" or p["name"].endswith("(untrained)"):
+                s = report_score(report, p["name"])
+                lines.append("| " + " | ".join([p["name"], "0", pm(s["score"]),
+                                                *[pm(s["by_category"].get(c)) for c in CATEGORIES],
+                                                pm(s["completion_pct"], "%"), pm(s["lifespan"]), ""]) + " |")
+    return "\n".join(lines)
