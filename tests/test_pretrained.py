@@ -24,9 +24,13 @@ BUDGET = 10_000_000  # live agent-steps, every recipe alike (the 2023 baseline's
 SHORT = ["--world", "preset", "--num_maps", "1", "--horizon", "256", "--seeds", "0", "1", "2", "3"]
 
 
-def test_the_zoo_ships_checkpoints():
-    assert NAMES, "checkpoints/index.yaml lists no checkpoint"
-    assert set(NAMES) <= set(nmmozoo.list_models(pretrained=True))
+def test_the_index_and_the_listing_agree():
+    """Every entry names its file beside the index; the zoo lists an entry whose name is a
+    model's as that model's pretrained weights."""
+    for name in NAMES:
+        assert (checkpoints_dir() / INDEX[name]["file"]).is_file(), name
+    models = set(nmmozoo.list_models())
+    assert set(nmmozoo.list_models(pretrained=True)) == {n for n in NAMES if n in models}
 
 
 @pytest.mark.parametrize("name", NAMES)
