@@ -90,3 +90,14 @@ def test_ship_refuses_what_it_cannot_ship(run, tmp_path, monkeypatch, capsys):
     assert "shipped x" in capsys.readouterr().out
     assert main(["ship", str(tmp_path), "--name", "x", "--into", str(tmp_path / "c")]) == 2
     assert "policy.safetensors" in capsys.readouterr().err
+
+
+def test_a_resumed_fits_thread_counts_are_all_recorded():
+    from nmmozoo.ship import _hardware, threads_text
+
+    seg = lambda t: {"machine": {"cpu": "X", "cores": 2, "torch_threads": t}}  # noqa: E731
+    assert threads_text(_hardware([seg(1)])) == "1 thread"
+    assert threads_text(_hardware([seg(2), seg(2)])) == "2 threads"
+    assert _hardware([seg(1), seg(2)])["torch_threads"] == [1, 2]
+    assert threads_text(_hardware([seg(1), seg(2)])) == "1 then 2 threads"
+    assert _hardware([]) is None

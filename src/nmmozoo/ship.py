@@ -89,6 +89,26 @@ def report_score(report: str | Path, policy: str) -> dict[str, Any]:
             "report": str(report)}
 
 
+def _hardware(segments: list[dict]) -> dict | None:
+    """The machine of a fit's first start; ``torch_threads`` a list (one per start) where the
+    starts ran with different thread counts."""
+    if not segments:
+        return None
+    hw = dict(segments[0].get("machine") or {})
+    threads = [(s.get("machine") or {}).get("torch_threads") for s in segments]
+    if len(set(threads)) > 1:
+        hw["torch_threads"] = threads
+    return hw
+
+
+def threads_text(hw: dict) -> str:
+    """"1 thread", "2 threads", or "1 then 2 threads" (a fit resumed with another count)."""
+    t = hw.get("torch_threads", "?")
+    if isinstance(t, list):
+        return " then ".join(str(x) for x in t) + " threads"
+    return f"{t} thread" + ("" if t == 1 else "s")
+
+
 def ship(run_dir: str | Path, name: str, into: str | Path | None = None, report: str | Path | None = None,
          report_name: str | None = None, replace: bool = False, notes: str | None = None) -> dict[str, Any]:
     """Copy ``run_dir``'s exported policy into ``into`` (default: the package's checkpoints
@@ -127,7 +147,7 @@ def ship(run_dir: str | Path, name: str, into: str | Path | None = None, report:
         "seed": segments[0].get("seed") if segments else None,
         "env": {k: v for k, v in (recipe.get("env") or {}).items()},
         "commit": sorted({s["commit"] for s in segments if s.get("commit")}) or None,
-        "hardware": segments[0]["machine"] if segments else None,
+        "hardware": _hardware(segments),
         "trained": [s["started"][:10] for s in segments][:1] + ([segments[-1]["started"][:10]]
                                                                 if len(segments) > 1 else []),
         "wall_s": summary["wall_s"], "last_validation": summary["last_validation"],
@@ -171,8 +191,8 @@ def zoo_table(report: str | Path | None = None, index: dict | None = None) -> st
             continue
         pve, hw = e.get("pve") or {}, e.get("hardware") or {}
         cats = pve.get("by_category") or {}
-        where = (f"{hw.get('cores', '?')}-core {hw.get('cpu', 'CPU')}, {hw.get('torch_threads', '?')} thread"
-                 + ("s" if hw.get("torch_threads", 1) != 1 else "") + (f", {hw['gpu']}" if hw.get("gpu") else ""))
+        where = (f"{hw.get('cores', '?')}-core {hw.get('cpu', 'CPU')}, {threads_text(hw)}"
+                 + (f", {hw['gpu']}" if hw.get("gpu") else ""))
         lines.append("| " + " | ".join([f"`{name}` ({e.get('recipe')})", f"{e.get('agent_steps', 0):,}",
                                         pm(pve.get("score")), *[pm(cats.get(c)) for c in CATEGORIES],
                                         pm(pve.get("completion_pct"), "%"), pm(pve.get("lifespan")),

@@ -26,6 +26,7 @@ def pretrained_rows(name: str) -> str:
     """The card's row(s) of the zoo table: each shipped checkpoint of this model
     (``checkpoints/index.yaml``) with its budget, score and hardware."""
     from ..hub import pretrained_index
+    from ..ship import threads_text
 
     entries = {k: e for k, e in pretrained_index().items() if isinstance(e, dict) and e.get("model") == name}
     if not entries:
@@ -38,7 +39,7 @@ def pretrained_rows(name: str) -> str:
              "|---|---|---:|---:|---:|---:|---|"]
     for k, e in entries.items():
         pve, hw = e.get("pve") or {}, e.get("hardware") or {}
-        where = f"{hw.get('cpu', '?')}, {hw.get('torch_threads', '?')} thread(s)" + (
+        where = f"{hw.get('cores', '?')}-core {hw.get('cpu', '?')}, {threads_text(hw)}" + (
             f", {hw['gpu']}" if hw.get("gpu") else "")
         lines.append(f"| `{k}` | {e.get('recipe')} | {e.get('agent_steps', 0):,} | {pm(pve.get('score'))} | "
                      f"{pm(pve.get('completion_pct'), '%')} | {pm(pve.get('lifespan'))} | "
