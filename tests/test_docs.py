@@ -75,7 +75,7 @@ def test_docs_sections_named_in_code_exist():
     refs = sorted({(p, m.group(1), m.group(2)) for p in _files()
                    if p.suffix != ".md" or "docs" not in p.parts
                    for m in re.finditer(r"\bdocs/([\w.-]+\.md)(?:#([\w-]+))?",
-                                        p.read_text(errors="replace"))})
+                                        p.read_text(errors="replace"))}, key=lambda r: (str(r[0]), r[1], r[2] or ""))
     assert refs, "no docs/ references found: the pattern is wrong"
     bad = []
     for p, name, anchor in refs:
