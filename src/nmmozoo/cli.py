@@ -534,7 +534,7 @@ def _ship(a: argparse.Namespace) -> int:
     try:
         entry = ship(a.run_dir, a.name, into=a.into, report=a.report, report_name=a.report_name,
                      replace=a.replace, notes=a.notes)
-    except (ShipError, OSError) as e:
+    except (ShipError, ValueError, OSError) as e:  # ValueError: a damaged run_info.json, named
         return _fail("ship", str(e))
     pve = entry.get("pve", {}).get("score")
     print(f"shipped {a.name}: {entry['file']} ({entry['bytes'] / 2**20:.1f} MiB, sha256 {entry['sha256'][:12]}…), "
