@@ -88,7 +88,7 @@ def test_clear_errors(tmp_path, capsys):
     assert "--ckpt_path last: no" in err("demo", "--ckpt_path", "last", "--run_dir", str(tmp_path))
     assert "random policy has no weights" in err("random", "--ckpt_path", "x")
     assert "at least 2 policies" in err("random", "--protocol", "pvp")
-    assert "do not split into 3 equal groups" in err("random", "forager", "random", "--protocol", "pvp")
+    assert "17 policies need at least 17 agents per map, the env has 16" in err(*["random"] * 17, "--protocol", "pvp")
     assert "unknown model or recipe 'nosuch'" in err("random", "nosuch", "--protocol", "pvp")
     assert "scripted forager has no weights" in err("forager", "--ckpt_path", "x")
     assert "repeated seed" in (main(["test", "random", "--seeds", "1", "1"]) == 2 and capsys.readouterr().err)
@@ -196,3 +196,43 @@ def test_world_preset_drops_the_recipes_world_fields():
     assert plain["env"] == {"num_npcs": 16} and plain["preset"] == "competition2023"
     with pytest.raises(EvalError, match="--world 'mine'"):
         load_for_test("takeru", tasks="none", world="mine")
+
+
+def test_pvp_groups_with_slots_left_over():
+    """Three policies in tiny's 16 slots: three groups of 5 (rotated), the one slot left over
+    played by the filler and scored for nobody, as 2023's 9 groups of 14 left 2 of 128."""
+    from nmmozoo.evaluate import evaluate
+
+    kw = {"preset": "tiny", "tasks": "recipes/tasks/survival.yaml", "num_maps": 3, "episodes": 1, "horizon": 20}
+    r = evaluate(policies=[None, "forager", None], seed=0, **kw)
+    assert r["groups"] == 3 and r["group_size"] == 5 and r["rest"] == 1
+    assert [p["agent_episodes"] for p in r["policies"]] == [3 * 5] * 3
+    assert all(0 < p["agent_steps"] <= 3 * 5 * 20 for p in r["policies"])
+    # the filler may be any policy: the groups' numbers do not count its slot
+    f = evaluate(policies=[None, "forager", None], rest="forager", seed=0, **kw)
+    assert [p["agent_episodes"] for p in f["policies"]] == [15] * 3
+
+
+@pytest.mark.parametrize("names", [("baseline_tiny", "yaofeng_tiny"), ("takeru_tiny", "saidinesh_tiny")])
+def test_pvp_own_rows_equal_every_row(names):
+    """The PvP shortcut (each zoo network on its own live agents only) plays the same games as
+    running every network on every live agent and keeping its own agents' actions: with argmax
+    actions, every agent-episode's lifespan and completion are equal (recurrent models
+    included, whose memories then hold their own agents' states only)."""
+    import nmmozoo
+    from nmmozoo.evaluate import evaluate
+
+    cfg = nmmozoo.make_config("tiny", num_npcs=4)
+    policies = []
+    for i, n in enumerate(names):
+        import torch
+
+        torch.manual_seed(i)
+        policies.append(nmmozoo.create_policy(n, config=cfg))
+    kw = {"preset": "tiny", "num_npcs": 4, "tasks": "heldout", "num_maps": 2, "episodes": 1, "horizon": 24,
+          "deterministic": True, "samples": True, "seed": 1}
+    fast = evaluate(policies=[*policies, None], own_rows=True, **kw)
+    plain = evaluate(policies=[*policies, None], own_rows=False, **kw)
+    for a, b in zip(fast["policies"], plain["policies"]):
+        assert a["lifespans"] == b["lifespans"] and a["agent_steps"] == b["agent_steps"] > 0
+        assert a["by_task"] == b["by_task"] and a["score"] == b["score"]

@@ -425,14 +425,15 @@ def _test(a: argparse.Namespace) -> int:
         sources.append(src)
     G = len(sources)
     if pvp:
-        if cfg.num_agents % G:
-            return fail(f"--protocol pvp: {cfg.num_agents} agents per map do not split into {G} equal "
-                        "groups (one per policy)")
+        if cfg.num_agents < G:
+            return fail(f"--protocol pvp: {G} policies need at least {G} agents per map, the env has "
+                        f"{cfg.num_agents}")
         base = [s["name"] for s in sources]  # the same policy twice: told apart by its order
         names = [f"{n} #{base[:i].count(n) + 1}" if base.count(n) > 1 else n for i, n in enumerate(base)]
         setting["policies"] = names
         setting["group_size"] = cfg.num_agents // G
-    per_seed = a.num_maps * a.episodes * cfg.num_agents // (G if pvp else 1)
+        setting["rest"] = cfg.num_agents - G * setting["group_size"]  # played by random, not scored
+    per_seed = a.num_maps * a.episodes * (cfg.num_agents // G if pvp else cfg.num_agents)
     if a.tasks == "heldout" and per_seed < 63:
         print(f"nmmozoo test: warning: {per_seed} agent-episodes per seed and policy < 63 held-out tasks; "
               "tasks never tried count 0 in the score (raise --num_maps or --episodes)", file=sys.stderr)
@@ -446,8 +447,11 @@ def _test(a: argparse.Namespace) -> int:
     except (EvalError, ValueError) as e:
         return fail(str(e))
     if pvp:
+        rest = (f", the {setting['rest']} left over played by random and scored for nobody" if setting["rest"]
+                else "")
         print(f"PvP: {G} policies share each of {a.num_maps} held-out maps, {setting['group_size']} agents each "
-              "(contiguous groups, rotated across maps, episodes and seeds); each scored on its own agents:")
+              f"(contiguous groups, rotated across maps, episodes and seeds{rest}); each scored on its own "
+              "agents:")
     fmt = lambda st, k=1: "–" if st is None else (
         f"{st['mean'] * k:.2f}" + ("" if st["half_width"] is None else f" ± {st['half_width'] * k:.2f}"))
     for src, r in zip(sources, results):

@@ -103,7 +103,8 @@ def _summary(lifespans, task_ids, completed, agent_steps: int, specs, tasks, sam
 @torch.no_grad()
 def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout", num_maps: int = 8,
              episodes: int = 1, seed: int = 0, deterministic: bool = False, device: str = "cpu",
-             samples: bool = False, policies: list | None = None, **env_overrides: Any) -> dict[str, Any]:
+             samples: bool = False, policies: list | None = None, rest=None, own_rows: bool = True,
+             **env_overrides: Any) -> dict[str, Any]:
     """Play ``episodes`` episodes on each of ``num_maps`` held-out maps. ``policy`` is a zoo
     :class:`~nmmozoo.policy.Policy` (None: random masked actions; ``"forager"``: the scripted
     forager of :mod:`nmmozoo.scripted`). Returns the mean
@@ -113,12 +114,17 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
     counted episodes) and ``wall_s``; with ``samples`` also every agent-episode's
     ``lifespans`` (a list). A policy built for other env sizes is an :class:`EvalError`.
 
-    **PvP**: ``policies=[p0, p1, ...]`` (each as ``policy``) share every map. The agent slots
-    are split into ``len(policies)`` equal contiguous groups; on map ``b`` in its ``e``-th
-    episode policy ``i`` plays group ``(i + seed + b + e) % G``, so over maps, episodes and
-    seeds each policy plays each group's positions. Every policy is run on the whole batch
-    and only its own agents' actions are kept. Returns ``{"protocol": "pvp", "groups",
-    "policies": [one PvE-style result per policy, from its own agents only], "wall_s"}``."""
+    **PvP**: ``policies=[p0, p1, ...]`` (each as ``policy``) share every map. The first
+    ``G·⌊P/G⌋`` agent slots are split into ``G = len(policies)`` equal contiguous groups; on
+    map ``b`` in its ``e``-th episode policy ``i`` plays group ``(i + seed + b + e) % G``, so
+    over maps, episodes and seeds each policy plays each group's positions. The ``P mod G``
+    slots left over (as the 2023 PvP filled its 128 slots with 9 groups of 14 and the rest
+    with a baseline) are played by ``rest`` (as ``policy``; None: random masked actions) and
+    scored for nobody. With ``own_rows`` a zoo policy's network runs on its own live agents
+    only (the same actions for them; False: on every live agent, the others' actions thrown
+    away — the reference the shortcut is tested against). Returns ``{"protocol": "pvp",
+    "groups", "group_size", "rest", "policies": [one PvE-style result per policy, from its
+    own agents only], "wall_s"}``."""
     t0 = time.perf_counter()
     if episodes < 1 or num_maps < 1:
         raise ValueError(f"episodes and num_maps must be ≥ 1, got {episodes}, {num_maps}")
@@ -126,14 +132,18 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
     actors = [_actor(p, seed + 7919 * i) for i, p in enumerate(policies if pvp else [policy])]
     if pvp and len(actors) < 2:
         raise EvalError(f"PvP needs at least 2 policies, got {len(actors)}")
+    G = len(actors)
     obs_mode = env_overrides.pop("obs_mode", "dense")
     tasks = resolve_tasks(tasks)
     env = make_env(preset, num_maps=num_maps, device=device, seed=seed, obs_mode=obs_mode,
                    tasks=tasks, map_pool="eval", **env_overrides)
     P = env.config.num_agents
-    G = len(actors)
-    if P % G:
-        raise EvalError(f"PvP: {P} agents per map do not split into {G} equal groups (one per policy)")
+    size = P // G
+    if size < 1:
+        raise EvalError(f"PvP: {G} policies need at least {G} agents per map, the env has {P}")
+    n_rest = P - G * size
+    if n_rest:  # the filler of the left-over slots: one more actor, index G, scored for nobody
+        actors.append(_actor(rest, seed + 7919 * G))
     for i, a in enumerate(actors):
         if a is not None:
             if getattr(a, "sizes", None) is not None:
@@ -147,16 +157,16 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
     torch.manual_seed(seed)
     td = env.reset()
     B = num_maps
-    states = [None] * G  # recurrent states, per policy
+    states = [None] * len(actors)  # recurrent states, per policy
     for i, a in enumerate(actors):
         if a is not None and getattr(a, "recurrent_shape", None) is not None:
             states[i] = torch.zeros(B, P, *a.recurrent_shape, device=device)
     is_init = torch.ones(B, 1, dtype=torch.bool, device=device)
-    group = (torch.arange(P) // (P // G))[None, :]  # [1, P]
+    group = (torch.arange(P) // size)[None, :]  # [1, P]; G for the left-over slots
 
     def owners(fin: torch.Tensor) -> torch.Tensor:  # [B, P]: the policy playing each agent slot
         rot = (seed + torch.arange(B) + fin) % G
-        return ((group - rot[:, None]) % G).to(td.device)
+        return torch.where(group < G, (group - rot[:, None]) % G, G).to(td.device)
 
     finished = torch.zeros(B, dtype=torch.int64)
     lifespans = [[] for _ in range(G)]
@@ -170,20 +180,27 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
         for i in range(G):
             agent_steps[i] += int((live & (own == i)).sum())
         chosen = {}
+        alive = td["agents", "mask"]
         for i, a in enumerate(actors):
             if a is None:
                 random_actions(td, generator=gen)
             else:
+                # the shortcut: a network that runs on the live rows alone sees only its own
+                own_only = pvp and own_rows and getattr(a, "live_only", False)
+                if own_only:
+                    td["agents", "mask"] = alive & (own == i)
                 if states[i] is not None:
                     td["agents", "recurrent_state"] = states[i]
                     td["is_init"] = is_init
                 a.act(td, deterministic=deterministic)
+                if own_only:
+                    td["agents", "mask"] = alive
                 if states[i] is not None:
                     states[i] = td["next", "agents", "recurrent_state"]
                     del td["next"]
                     del td["agents", "recurrent_state"]
                     del td["is_init"]
-            if G == 1:
+            if not pvp:
                 break
             for h, v in td["agents", "action"].items():
                 chosen[h] = v.clone() if i == 0 else torch.where(own == i, v, chosen[h])
@@ -206,7 +223,7 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
                     task_ids[i].append(tid[sel].reshape(-1))
         finished += done.long()
         is_init = nxt["done"].reshape(B, 1).clone()
-        for i in range(G):
+        for i in range(len(actors)):
             if states[i] is not None:  # a new episode starts from a zero state
                 states[i] = torch.where(is_init.reshape(B, *[1] * (states[i].dim() - 1)),
                                         torch.zeros_like(states[i]), states[i])
@@ -218,7 +235,7 @@ def evaluate(policy=None, preset: str = "competition2023", tasks: str = "heldout
         return outs[0]
     for o in outs:
         o["wall_s"] = wall
-    return {"protocol": "pvp", "groups": G, "group_size": P // G, "policies": outs, "wall_s": wall}
+    return {"protocol": "pvp", "groups": G, "group_size": size, "rest": n_rest, "policies": outs, "wall_s": wall}
 
 
 # --- several seeds: 95% confidence intervals ---------------------------------------------------------

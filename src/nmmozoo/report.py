@@ -66,9 +66,11 @@ def markdown(results: dict[str, Any]) -> str:
               f"{'argmax' if s.get('deterministic') else 'sampled'} actions, device {s.get('device')}, "
               f"{s.get('threads')} torch threads.")]
     if pvp:
+        rest = (f"; the {s['rest']} slots left over played by the random policy, scored for nobody"
+                if s.get("rest") else "")
         lines.append(f"- PvP: {', '.join(s.get('policies') or [])} share every map, {s.get('group_size')} "
-                     "agents each (contiguous slot groups, rotated across maps, episodes and seeds); each "
-                     "policy's numbers are from its own agents only.")
+                     f"agents each (contiguous slot groups, rotated across maps, episodes and seeds{rest}); "
+                     "each policy's numbers are from its own agents only.")
     for p in results["policies"]:
         lines.append(f"- {p['name']}: {p['source']}; {p['agent_steps']:,} agent-steps evaluated in "
                      f"{p['wall_s']:.1f} s.")
