@@ -89,6 +89,14 @@ def report_score(report: str | Path, policy: str) -> dict[str, Any]:
             "report": str(report)}
 
 
+def format_pm(x, unit: str = "", digits: int = 1) -> str:
+    """``[mean, half-width]`` as the tables write it: ``6.9 ± 3.9``, ``7.2 ± 3.0%``; ``mean``
+    alone without an interval; ``–`` for nothing."""
+    if not x:
+        return "–"
+    return f"{x[0]:.{digits}f}{unit}" if x[1] is None else f"{x[0]:.{digits}f} ± {x[1]:.{digits}f}{unit}"
+
+
 def _hardware(segments: list[dict]) -> dict | None:
     """The machine of a fit's first start; ``torch_threads`` a list (one per start) where the
     starts ran with different thread counts."""
@@ -180,8 +188,7 @@ def zoo_table(report: str | Path | None = None, index: dict | None = None) -> st
 
     index = pretrained_index() if index is None else index
 
-    def pm(x, unit=""):
-        return "–" if not x else (f"{x[0]:.1f}{unit}" if x[1] is None else f"{x[0]:.1f} ± {x[1]:.1f}{unit}")
+    pm = format_pm
 
     head = ["model", "live agent-steps", "score", *CATEGORIES, "completion", "lifespan (ticks)",
             "hardware, wall time"]

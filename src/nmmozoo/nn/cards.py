@@ -26,14 +26,14 @@ def pretrained_rows(name: str) -> str:
     """The card's row(s) of the zoo table: each shipped checkpoint of this model
     (``checkpoints/index.yaml``) with its budget, score and hardware."""
     from ..hub import pretrained_index
-    from ..ship import threads_text
+    from ..ship import format_pm, threads_text
 
     entries = {k: e for k, e in pretrained_index().items() if isinstance(e, dict) and e.get("model") == name}
     if not entries:
         return "No pretrained weights ship yet for this model."
 
     def pm(x, unit=""):
-        return "–" if not x else f"{x[0]}{unit} ± {x[1]}{unit}"
+        return format_pm(x, unit, digits=2)
 
     lines = ["| checkpoint | recipe | live agent-steps | PvE score | completion | lifespan | hardware, wall time |",
              "|---|---|---:|---:|---:|---:|---|"]
