@@ -66,7 +66,8 @@ def markdown(results: dict[str, Any]) -> str:
               f"{'argmax' if s.get('deterministic') else 'sampled'} actions, device {s.get('device')}, "
               f"{s.get('threads')} torch threads.")]
     if pvp:
-        rest = (f"; the {s['rest']} slots left over played by the random policy, scored for nobody"
+        rest = (f"; the {s['rest']} slot{'s' if s['rest'] > 1 else ''} left over played by the random policy, "
+                "scored for nobody"
                 if s.get("rest") else "")
         lines.append(f"- PvP: {', '.join(s.get('policies') or [])} share every map, {s.get('group_size')} "
                      f"agents each (contiguous slot groups, rotated across maps, episodes and seeds{rest}); "
