@@ -62,7 +62,11 @@ def _sparse_pointer(query: torch.Tensor, rows: SparseRows, per_group: int) -> to
     G, M = rows.maps, rows.slots
     q = query.view(G, per_group, -1)
     base = (query @ rows.empty).view(G, per_group, 1).expand(G, per_group, M)
-    listed = torch.einsum("kah,kh->ka", q[rows.group], rows.rows)  # [K, A]
+    if per_group == 1:  # one query per group (the entity pointers): row-wise dot products, which
+        # einsum would run as K batched 1×H·H×1 matmuls (and their backward as K outer products)
+        listed = (q[rows.group, 0] * rows.rows).sum(-1, keepdim=True)  # [K, 1]
+    else:
+        listed = torch.einsum("kah,kh->ka", q[rows.group], rows.rows)  # [K, A]
     K = len(rows.group)
     agent = torch.arange(per_group, device=query.device).expand(K, per_group)
     logits = base.index_put((rows.group[:, None].expand(K, per_group), agent,
