@@ -320,3 +320,22 @@ def test_mask_logits_is_masked_fill_with_its_gradients():
     assert torch.equal(grads[0][0], grads[1][0])
     torch.testing.assert_close(grads[0][1], grads[1][1], rtol=0, atol=1e-6)
     assert (grads[1][1][~mask] == 0).all()
+
+
+def test_bag_sum_equals_embedding_bag_with_gradients():
+    """The entity rows' bag sum (a per-column ``index_add_`` backward) gives embedding_bag's
+    output and table gradient, repeated rows and unused rows included."""
+    from nmmozoo.nn.encoders import bag_sum
+
+    torch.manual_seed(0)
+    table = torch.randn(300, 64, requires_grad=True)
+    index = torch.randint(0, 250, (500, 31))  # rows 250.. unused
+    index[:, 3] = 7  # one row named by every bag
+    grad = torch.randn(500, 64)
+    want = torch.nn.functional.embedding_bag(index, table, mode="sum")
+    (g_want,) = torch.autograd.grad(want, table, grad)
+    got = bag_sum(index, table)
+    (g_got,) = torch.autograd.grad(got, table, grad)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-4)
+    assert g_got[7].abs().sum() > 0 and bool((g_got[250:] == 0).all())

@@ -67,6 +67,34 @@ class _EmbeddingLookup(torch.autograd.Function):
         return out.index_add_(0, index.reshape(-1), grad.reshape(-1, grad.shape[-1])), None
 
 
+class _BagSum(torch.autograd.Function):
+    """``embedding_bag(index, table, mode="sum")`` for ``index`` ``[K, F]`` whose weight
+    gradient is ``F`` ``index_add_`` of the ``[K, H]`` output gradient, one per column (on
+    CPU ~2.5x faster than ``embedding_bag``'s sort-based backward for the entity rows' 31
+    columns; nothing ``[K·F, H]`` is materialised)."""
+
+    @staticmethod
+    def forward(ctx, table, index):
+        ctx.save_for_backward(index)
+        ctx.rows = table.shape[0]
+        return nn.functional.embedding_bag(index, table, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        out = grad.new_zeros(ctx.rows, grad.shape[-1])
+        for col in index.t():
+            out.index_add_(0, col, grad)
+        return out, None
+
+
+def bag_sum(index: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """The sum of the ``table`` rows each row of ``index`` ``[K, F]`` names: ``[K, H]``."""
+    if table.device.type != "cpu" or not torch.is_grad_enabled():
+        return nn.functional.embedding_bag(index, table, mode="sum")
+    return _BagSum.apply(table, index)
+
+
 class Embedding(nn.Embedding):
     """``nn.Embedding`` (same weights and state-dict keys) with the faster CPU backward."""
 
@@ -273,7 +301,7 @@ class EntityEmbed(_EntityBase):
         w = self.agent_fc.weight.view(-1, F, E).unbind(1)  # W_c (views: one backward each)
         table = torch.cat([e @ w[c].t()  # W_c·e_c(v) for the values seen in column c
                            for c, e in enumerate(self.embed(used).split(per_col)) if e.numel()])
-        rows = nn.functional.embedding_bag(slot.view(K, F), table, mode="sum") + self.agent_fc.bias
+        rows = bag_sum(slot.view(K, F), table) + self.agent_fc.bias
         own = entity[torch.arange(N, device=entity.device), own_row(entity, agent_id)]
         x = self.features(torch.cat([entity.new_zeros(1, F), own]))
         return SparseRows(rows, n, r, self.row_head(x[:1])[0], N, R), self.own_head(x[1:])
