@@ -339,3 +339,14 @@ def test_bag_sum_equals_embedding_bag_with_gradients():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-4)
     assert g_got[7].abs().sum() > 0 and bool((g_got[250:] == 0).all())
+
+
+def test_small_unique_equals_unique():
+    from nmmozoo.nn.encoders import small_unique
+
+    torch.manual_seed(1)
+    for shape, size in (((400, 31), 7936), ((0, 31), 7936), ((5, 3), 10)):
+        index = torch.randint(0, size, shape)
+        used, inv = small_unique(index, size)
+        want_used, want_inv = torch.unique(index, return_inverse=True)
+        assert torch.equal(used, want_used) and torch.equal(inv, want_inv)

@@ -88,6 +88,14 @@ class _BagSum(torch.autograd.Function):
         return out, None
 
 
+def small_unique(index: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.unique(index, return_inverse=True)`` for values in ``[0, size)``, by marking
+    them in a ``size`` flag vector instead of sorting (sorted values, same inverse)."""
+    seen = torch.zeros(size, dtype=torch.bool, device=index.device)
+    seen[index.reshape(-1)] = True
+    return seen.nonzero().squeeze(-1), (torch.cumsum(seen, 0) - 1)[index]
+
+
 def bag_sum(index: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """The sum of the ``table`` rows each row of ``index`` ``[K, F]`` names: ``[K, H]``."""
     if table.device.type != "cpu" or not torch.is_grad_enabled():
@@ -296,7 +304,7 @@ class EntityEmbed(_EntityBase):
             return super().present(entity, agent_id)
         E = self.embed.embedding_dim
         index = entity[n, r].long().clamp(0, 255) + self.offset  # [K, F] rows of the embedding
-        used, slot = torch.unique(index, return_inverse=True)  # sorted: grouped by column
+        used, slot = small_unique(index, self.embed.num_embeddings)  # sorted: grouped by column
         per_col = torch.bincount(used // 256, minlength=F).tolist()
         w = self.agent_fc.weight.view(-1, F, E).unbind(1)  # W_c (views: one backward each)
         table = torch.cat([e @ w[c].t()  # W_c·e_c(v) for the values seen in column c
