@@ -350,3 +350,29 @@ def test_small_unique_equals_unique():
         used, inv = small_unique(index, size)
         want_used, want_inv = torch.unique(index, return_inverse=True)
         assert torch.equal(used, want_used) and torch.equal(inv, want_inv)
+
+
+@pytest.mark.parametrize("with_dead", [False, True])
+def test_resnet_onehot_first_conv_equals_the_conv_with_gradients(with_dead):
+    """Yao Feng's residual tile encoder with its block's first conv over the material's
+    one-hot code and the two position channels: the same output and the same gradients for
+    the embedding, both block convs and the position weights as the conv over the embedded
+    channels (materials outside 0..15 clipped, a dead agent's zero window included)."""
+    from nmmozoo.nn.resnet import TileEmbedResNet
+
+    torch.manual_seed(0)
+    enc = TileEmbedResNet(hidden=16, window=15, channels=10, mid_channels=6, out_channels=4)
+    tile = _tiles(6)
+    tile[1, :, 2] = 40  # clipped to the last material
+    if with_dead:
+        tile[0] = 0
+    outs = []
+    for tab in (True, False):
+        enc.zero_grad()
+        enc.tabulate = tab
+        y = enc(tile)
+        (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+        outs.append((y.detach(), enc.embedding.weight.grad.clone(), enc.block.conv1.weight.grad.clone(),
+                     enc.block.conv1.bias.grad.clone(), enc.block.conv2.weight.grad.clone()))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

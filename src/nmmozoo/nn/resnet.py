@@ -49,12 +49,36 @@ class TileEmbedResNet(nn.Module):
         self.conv2 = nn.Conv2d(mid_channels, out_channels, 3)
         self.fc = nn.Linear(out_channels * (window - 4) ** 2, hidden)
         self.norm = nn.LayerNorm(hidden)
+        self.tabulate = True
+        """The residual block's first conv over the material's one-hot code and the two
+        position channels (:meth:`_first_conv`); False: over the embedded channels, the
+        plain path the tests hold it to."""
+
+    def _first_conv(self, pos: torch.Tensor, material: torch.Tensor) -> torch.Tensor:
+        """``block.conv1`` over ``[pos, embedding(material)]`` rewritten exactly: the embedding
+        followed by the conv is one conv over the material's one-hot code with kernel
+        ``K[c, v] = W_c · e(v)`` — 2 + 16 input channels instead of 2 + ``channels - 2``; the
+        zero padding stays zero (a padded cell has no material). Differentiable in the
+        embedding and the conv weights; the inputs need no gradient. ``[N, C, w, w]``."""
+        conv, N, w = self.block.conv1, pos.shape[0], self.window
+        table = self.embedding.weight  # [V, C - 2]
+        kernel = torch.cat([conv.weight[:, :2], torch.einsum("cekl,ve->cvkl", conv.weight[:, 2:], table)], 1)
+        x = pos.new_zeros(N, 2 + table.shape[0], w * w)
+        x[:, :2] = pos.transpose(1, 2)
+        x.scatter_(1, material[:, None, :] + 2, 1.0)
+        return nn.functional.conv2d(x.view(N, -1, w, w), kernel, conv.bias, padding=1)
 
     def forward(self, tile: torch.Tensor) -> torch.Tensor:
         N = tile.shape[0]
         pos = tile[..., :2].float() / self.position_scale - 0.5
-        kind = self.embedding(tile[..., 2].long().clip(0, C.NUM_MATERIALS - 1))
+        material = tile[..., 2].long().clip(0, C.NUM_MATERIALS - 1)
+        kind = self.embedding(material)
         x = torch.cat([pos, kind], -1).transpose(1, 2).reshape(N, -1, self.window, self.window)
-        x = torch.relu(self.block(x))
+        if self.tabulate:
+            b = self.block
+            y = b.norm2(b.conv2(torch.relu(b.norm1(self._first_conv(pos, material)))))
+            x = torch.relu(y + x)
+        else:
+            x = torch.relu(self.block(x))
         x = torch.relu(self.conv2(torch.relu(self.conv1(x))))
         return torch.relu(self.norm(self.fc(x.reshape(N, -1))))
