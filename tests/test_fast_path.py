@@ -172,7 +172,7 @@ def _conv_grads(enc, tile, modes):
     out = []
     for tab, with_grad in modes:
         enc.zero_grad()
-        enc.tabulate, enc.tabulate_with_grad = tab, with_grad
+        enc.tabulate, enc.tabulate_with_grad, enc.onehot_with_grad = tab, with_grad, True
         y = enc(tile)
         (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
         out.append((y.detach(), enc.embed.weight.grad.clone(), enc.conv1.weight.grad.clone(),

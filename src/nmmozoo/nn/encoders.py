@@ -211,6 +211,10 @@ class TileEmbedCNN(nn.Module):
         """Measured (1 CPU thread, 128 agents): the lookup halves the forward (baseline 8.8 →
         4.6 ms) but its backward is slower than the conv's (fwd+bwd 29.6 → 41.5 ms), so
         with gradients (training minibatches) the plain conv runs unless this is set."""
+        self.onehot_with_grad = cols * embed_dim > C.NUM_MATERIALS
+        """With gradients, the one-hot rewrite (:func:`onehot_conv`) where it has fewer input
+        channels than the embedded columns (the baseline's 96, Takeru's 32 against 16
+        materials); at the demo's 3 × 4 the plain conv is faster (0.96 of its minibatch)."""
 
     def forward(self, tile: torch.Tensor) -> torch.Tensor:
         tile = tile.long()
@@ -219,7 +223,7 @@ class TileEmbedCNN(nn.Module):
         y = None
         if self.tabulate and (self.tabulate_with_grad or not torch.is_grad_enabled()):
             y = tabulated_conv(x, self.embed.weight, self.conv1, self.window)
-        elif self.tabulate:  # with gradients: the one-hot rewrite, where the batch allows it
+        elif self.tabulate and self.onehot_with_grad:  # the one-hot rewrite, where the batch allows it
             y = onehot_conv(x, self.embed.weight, self.conv1, self.window, 0 if self.material_only else 2)
         if y is not None:
             x = y
