@@ -141,6 +141,25 @@ def tabulated_conv(index: torch.Tensor, embed: torch.Tensor, conv: nn.Conv2d, wi
     return out.view(N, s, s, C).permute(0, 3, 1, 2)
 
 
+class _AddMap(torch.autograd.Function):
+    """``x + m`` for a map ``m`` ``[1, C, H, W]`` shared by the batch, with ``m`` laid out as
+    ``x`` is and its gradient summed over the batch in the memory order the gradient comes in
+    (autograd's broadcast reduction runs several times slower over a channels-last gradient,
+    the layout mkldnn's convolutions give here)."""
+
+    @staticmethod
+    def forward(ctx, x, m):
+        if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            m = m.contiguous(memory_format=torch.channels_last)
+        return x + m
+
+    @staticmethod
+    def backward(ctx, grad):
+        if not grad.is_contiguous() and grad.is_contiguous(memory_format=torch.channels_last):
+            return grad, grad.permute(0, 2, 3, 1).sum(0, keepdim=True).permute(0, 3, 1, 2)
+        return grad, grad.sum(0, keepdim=True)
+
+
 def onehot_conv(index: torch.Tensor, embed: torch.Tensor, conv: nn.Conv2d, window: int,
                 constant_cols: int) -> torch.Tensor | None:
     """``conv`` (3×3, valid) over the embedded columns when every column but the last (the
@@ -172,7 +191,7 @@ def onehot_conv(index: torch.Tensor, embed: torch.Tensor, conv: nn.Conv2d, windo
     onehot = torch.zeros(N, V, cells, dtype=embed.dtype, device=index.device)
     onehot.scatter_(1, (mat - lo)[:, None, :], 1.0)
     out = nn.functional.conv2d(onehot.view(N, V, window, window), kernel, conv.bias)
-    return out + bias_map if constant_cols else out
+    return _AddMap.apply(out, bias_map) if constant_cols else out
 
 
 def _constant_pattern(window: int, cols: int, device) -> torch.Tensor:
