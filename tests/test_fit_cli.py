@@ -50,6 +50,13 @@ def test_resume_applies_ppo_changes_refuses_identity_changes_and_stores_policy_o
     assert ckpt["optimizer_states"][0]["param_groups"][0]["lr"] == 0.5
     assert ckpt["nmmozoo_recipe"]["ppo"]["clip"] == 0.3
     assert all(k.startswith("policy.") for k in ckpt["state_dict"])
+    # another checkpoint cadence on resume still writes last.ckpt (no last-v1.ckpt beside it,
+    # which the next --ckpt_path last would not read)
+    more = ["fit", "demo", "--run_dir", str(run), *SMALL[:-2], "--checkpoint_every", "2"]
+    assert main(more + ["--trainer.max_steps", "4", "--ckpt_path", "last", "--ppo.lr", "0.5",
+                        "--ppo.anneal_lr", "false", "--ppo.clip", "0.3"]) == 0
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    assert sorted(p.name for p in (run / "checkpoints").glob("last*")) == ["last.ckpt"]
     # the module itself (Trainer.fit(ckpt_path=...) outside the command) re-ties the aliases,
     # takes its own ppo settings, and refuses another model
     m = PPOModule("demo", ppo={"clip": 0.2}, env_overrides={"num_maps": 1})

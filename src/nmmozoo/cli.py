@@ -334,7 +334,10 @@ def _fit(argv: list[str]) -> int:
                 print(f"trained {m.agent_steps * self.trainer.world_size:,} agent-steps; "
                       f"policy exported to {out}")
 
-    ckpt = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True,
+    # no version counter: a resume with another --checkpoint_every is another callback to
+    # Lightning, which would write last-v1.ckpt beside the last.ckpt it did not write, and the
+    # next --ckpt_path last would go back to the older file
+    ckpt = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, enable_version_counter=False,
                            every_n_train_steps=opts.get("checkpoint_every", 20))
     from nmmozoo.train.validate import FIT_FLAGS, Validation
 
