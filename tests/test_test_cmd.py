@@ -52,6 +52,9 @@ def test_test_command_writes_the_report(tmp_path, capsys):
         assert p["lifespan"]["mean"] == 8.0 and p["agent_episodes"] == 2 * 2 * 2 * 16
         assert p["agent_steps"] == 2 * 2 * 2 * 16 * 8  # nobody dies in 8 ticks
         assert len(res["lifespan_samples"][p["name"]]) == p["agent_episodes"]
+        sc, life = p["score"], p["lifespan"]  # the printed line carries the report's mean ± half-width
+        assert (f"{p['name']}: score {sc['mean']:.2f} ± {sc['half_width']:.2f} / 100, " in out
+                and f"lifespan {life['mean']:.2f} ± {life['half_width']:.2f} ticks;" in out)
     md = (rep / "results.md").read_text()
     assert "| policy | training steps | score |" in md and "| random | 0 |" in md
     for png in ("categories.png", "lifespan.png", "tasks.png"):

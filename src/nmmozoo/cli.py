@@ -455,8 +455,11 @@ def _test(a: argparse.Namespace) -> int:
         print(f"PvP: {G} policies share each of {a.num_maps} held-out maps, {setting['group_size']} agents each "
               f"(contiguous groups, rotated across maps, episodes and seeds{rest}); each scored on its own "
               "agents:")
-    fmt = lambda st, k=1: "–" if st is None else (
-        f"{st['mean'] * k:.2f}" + ("" if st["half_width"] is None else f" ± {st['half_width'] * k:.2f}"))
+    def fmt(st, k=1):  # a statistic {mean, half_width}, scaled by k, as the tables write it
+        from .ship import format_pm
+        return format_pm(st and [st["mean"] * k, None if st["half_width"] is None else st["half_width"] * k],
+                         digits=2)
+
     for src, r in zip(sources, results):
         r["source"], r["training_steps"] = src["source"], src["training_steps"]
         print(f"{r['name']}: " + (f"score {fmt(r.get('score'))} / 100, " if "score" in r else "")
