@@ -101,3 +101,17 @@ def test_a_resumed_fits_thread_counts_are_all_recorded():
     assert _hardware([seg(1), seg(2)])["torch_threads"] == [1, 2]
     assert threads_text(_hardware([seg(1), seg(2)])) == "1 then 2 threads"
     assert _hardware([]) is None
+
+
+@pytest.mark.timeout(600)
+def test_a_resumed_fits_commits_are_listed_in_the_order_its_starts_ran(run, tmp_path):
+    import shutil
+
+    resumed = tmp_path / "run"
+    shutil.copytree(run / "run", resumed)
+    info = json.loads((resumed / "run_info.json").read_text())
+    first = info["segments"][0]
+    info["segments"] = [dict(first, commit=c) for c in ("f" * 40, "0" * 40, "f" * 40, "a" * 40)]
+    (resumed / "run_info.json").write_text(json.dumps(info))
+    entry = ship(resumed, "resumed", into=tmp_path / "checkpoints")
+    assert entry["commit"] == ["f" * 40, "0" * 40, "a" * 40]

@@ -154,7 +154,8 @@ def ship(run_dir: str | Path, name: str, into: str | Path | None = None, report:
         "agent_steps": summary["agent_steps"], "updates": summary["updates"],
         "seed": segments[0].get("seed") if segments else None,
         "env": {k: v for k, v in (recipe.get("env") or {}).items()},
-        "commit": sorted({s["commit"] for s in segments if s.get("commit")}) or None,
+        # the commits its starts ran, in the order they started
+        "commit": list(dict.fromkeys(s["commit"] for s in segments if s.get("commit"))) or None,
         "hardware": _hardware(segments),
         "trained": [s["started"][:10] for s in segments][:1] + ([segments[-1]["started"][:10]]
                                                                 if len(segments) > 1 else []),
