@@ -1,6 +1,7 @@
-"""Exact resume: a fit killed with SIGKILL and resumed from its last checkpoint ends with
-the same weights as the uninterrupted fit (the checkpoint carries the env, its transforms,
-the observation the collector feeds next and the random generators)."""
+"""Exact resume: a fit killed with SIGKILL, or stopped with SIGTERM, and resumed from its
+last checkpoint ends with the same weights as the uninterrupted fit (the checkpoint carries
+the env, its transforms, the observation the collector feeds next and the random
+generators)."""
 
 from __future__ import annotations
 
@@ -28,16 +29,39 @@ def _weights(run):
     return ckpt["global_step"], {k: v for k, v in ckpt["state_dict"].items() if k.startswith("policy.")}
 
 
-@pytest.mark.timeout(900)
-def test_killed_fit_resumes_to_the_uninterrupted_weights(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    a = subprocess.run(_cmd(tmp_path / "a", 8), capture_output=True, text=True, timeout=600, env=env)
-    assert a.returncode == 0, a.stderr[-3000:]
-    step_a, want = _weights(tmp_path / "a")
-    assert step_a == 8
+REF_STEPS = 12  # the uninterrupted fit: 6 updates of 2 optimiser steps
 
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The weights of a fit run straight through to REF_STEPS."""
+    run = tmp_path_factory.mktemp("uninterrupted")
+    a = subprocess.run(_cmd(run, REF_STEPS), capture_output=True, text=True, timeout=600, env=_env())
+    assert a.returncode == 0, a.stderr[-3000:]
+    step, weights = _weights(run)
+    assert step == REF_STEPS
+    return weights
+
+
+def _env():
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _resume_and_compare(b, want, stopped_at):
+    r = subprocess.run(_cmd(b, REF_STEPS, "--ckpt_path", "last"), capture_output=True, text=True, timeout=600,
+                       env=_env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    step_b, got = _weights(b)
+    assert step_b == REF_STEPS
+    assert got.keys() == want.keys()
+    diff = max((got[k].float() - want[k].float()).abs().max().item() for k in want)
+    assert diff == 0.0, f"resumed from step {stopped_at}: weights differ by up to {diff:g}"
+
+
+@pytest.mark.timeout(900)
+def test_killed_fit_resumes_to_the_uninterrupted_weights(tmp_path, uninterrupted):
     b = tmp_path / "b"
-    proc = subprocess.Popen(_cmd(b, 40), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(_cmd(b, 40), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     last = b / "checkpoints" / "last.ckpt"
     deadline = time.time() + 600
     try:
@@ -50,14 +74,38 @@ def test_killed_fit_resumes_to_the_uninterrupted_weights(tmp_path):
     finally:
         proc.wait()
     killed_at, _ = _weights(b)
-    assert 2 <= killed_at < 8
-    r = subprocess.run(_cmd(b, 8, "--ckpt_path", "last"), capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    step_b, got = _weights(b)
-    assert step_b == 8
-    assert got.keys() == want.keys()
-    diff = max((got[k].float() - want[k].float()).abs().max().item() for k in want)
-    assert diff == 0.0, f"resumed from update {killed_at}: weights differ by up to {diff:g}"
+    assert 2 <= killed_at < REF_STEPS
+    _resume_and_compare(b, uninterrupted, killed_at)
+
+
+@pytest.mark.timeout(900)
+def test_sigterm_saves_the_update_it_stopped_at_and_resumes_exactly(tmp_path, uninterrupted):
+    """SIGTERM mid-fit: the fit finishes the update in progress, writes last.ckpt there (not
+    only at its periodic checkpoints, here every 2nd update) and exits 143 saying so; the
+    resumed fit ends with the uninterrupted weights."""
+    b = tmp_path / "b"
+    proc = subprocess.Popen(_cmd(b, 40, "--checkpoint_every", "4"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=_env())
+    last = b / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline and not last.exists():  # the periodic one at step 4
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            time.sleep(0.02)
+        signalled = time.time()
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = err.decode()
+    assert proc.returncode == 143, err[-3000:]
+    assert "stopped by SIGTERM at the end of an update; saved" in err, err[-3000:]
+    assert last.stat().st_mtime >= signalled
+    stopped_at, _ = _weights(b)
+    assert 4 < stopped_at < REF_STEPS, stopped_at  # past the periodic checkpoint it signalled after
+    _resume_and_compare(b, uninterrupted, stopped_at)
 
 
 def test_an_env_state_that_does_not_fit_warns_and_starts_the_env_afresh():

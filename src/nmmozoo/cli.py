@@ -342,7 +342,12 @@ def _fit(argv: list[str]) -> int:
     from nmmozoo.train.validate import FIT_FLAGS, Validation
 
     val = {arg: opts[flag[2:]] for flag, (arg, _) in FIT_FLAGS.items() if flag[2:] in opts}
-    callbacks = [ckpt] + ([Validation(**val)] if val.get("every", None) != 0 else [])
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from nmmozoo.train.sigterm import CheckpointOnSigterm
+
+    on_sigterm = CheckpointOnSigterm(run / "checkpoints" / "last.ckpt")
+    callbacks = [ckpt, on_sigterm] + ([Validation(**val)] if val.get("every", None) != 0 else [])
     with tempfile.TemporaryDirectory() as tmp:
         cfg_file = Path(tmp) / "recipe.yaml"
         cfg_file.write_text(yaml.safe_dump({"model": model_cfg, "trainer": trainer_cfg}, sort_keys=False))
@@ -355,6 +360,11 @@ def _fit(argv: list[str]) -> int:
         except (SpecError, ConfigError, TaskError, HubError, ValueError) as e:  # bad recipe field, env, task, ckpt
             print(f"nmmozoo fit: {e}", file=sys.stderr)
             return 2
+        except SIGTERMException:  # stopped at an update's end; resumable from last.ckpt
+            where = (f"saved {on_sigterm.saved}; resume with --ckpt_path last" if on_sigterm.saved else
+                     "no checkpoint saved (data-parallel or outside training): the last periodic one stands")
+            print(f"nmmozoo fit: stopped by SIGTERM at the end of an update; {where}", file=sys.stderr)
+            return 128 + 15
         except SystemExit as e:  # the CLI's own exits: --help, --print_config (0), a bad argument (2)
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
             if helping and code == 0:
