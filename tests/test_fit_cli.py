@@ -56,7 +56,8 @@ def test_resume_applies_ppo_changes_refuses_identity_changes_and_stores_policy_o
     assert main(more + ["--trainer.max_steps", "4", "--ckpt_path", "last", "--ppo.lr", "0.5",
                         "--ppo.anneal_lr", "false", "--ppo.clip", "0.3"]) == 0
     assert torch.load(last, weights_only=True)["global_step"] == 4
-    assert sorted(p.name for p in (run / "checkpoints").glob("last*")) == ["last.ckpt"]
+    # and nothing else: last.ckpt is the run's one checkpoint file
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
     # the module itself (Trainer.fit(ckpt_path=...) outside the command) re-ties the aliases,
     # takes its own ppo settings, and refuses another model
     m = PPOModule("demo", ppo={"clip": 0.2}, env_overrides={"num_maps": 1})

@@ -336,8 +336,9 @@ def _fit(argv: list[str]) -> int:
 
     # no version counter: a resume with another --checkpoint_every is another callback to
     # Lightning, which would write last-v1.ckpt beside the last.ckpt it did not write, and the
-    # next --ckpt_path last would go back to the older file
-    ckpt = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, enable_version_counter=False,
+    # next --ckpt_path last would go back to the older file; no top-k copy (epoch=…-step=…ckpt)
+    # beside it: one write of the run's state per checkpoint, one file to resume from
+    ckpt = ModelCheckpoint(dirpath=run / "checkpoints", save_last=True, enable_version_counter=False, save_top_k=0,
                            every_n_train_steps=opts.get("checkpoint_every", 20))
     from nmmozoo.train.validate import FIT_FLAGS, Validation
 
