@@ -30,5 +30,5 @@ class CheckpointOnSigterm(Callback):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or not trainer.training or trainer.world_size > 1:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state: a resume, not an export
         self.saved = self.path
