@@ -13,8 +13,15 @@ import torch.nn.functional as F
 from nmmozoo.env.config import make_config
 from nmmozoo.policy import create_policy
 
-from .test_fidelity_baseline import (POINTER_ROWS, PUBLIC_HEADS, agents_to_check, assert_same_outputs,
-                                     env_batch, layer_shapes, public_inputs)
+from ._fidelity import (
+    assert_forward_is_public,
+    forward_batches,
+    layer_shapes,
+    my_row,
+    public_decoder,
+    public_tile_encoder,
+    weights,
+)
 
 PUBLIC_PARAMS = 3_203_831
 INVENTORY_FC = 3072 * 256 + 256  # InventoryEncoder.fc, output never used (l.71, l.303-311)
@@ -40,24 +47,13 @@ def test_parameter_count_and_layers_are_public():
 
 def public_jimyhzhu(sd, tile, entity, inventory, market, task, my_id, masks):
     """[J] final_policy.py Baseline on one batch of agents, from our state dict."""
-    W = lambda k: sd[k + ".weight"]  # noqa: E731
-    lin = lambda k, x: F.linear(x, sd[k + ".weight"], sd[k + ".bias"])  # noqa: E731
+    _, lin = weights(sd)
     n = tile.shape[0]
-    # TileEncoder (the baseline's)
-    tile = tile.clone()
-    tile[:, :, :2] -= tile[:, 112:113, :2].clone()
-    tile[:, :, :2] += 7
-    t = F.embedding(tile.long().clip(0, 255) + torch.tensor([0, 256, 512]), W("tile.embed"))
-    t = t.view(n, 225, 96).transpose(1, 2).reshape(n, 96, 15, 15)
-    t = F.relu(F.conv2d(t, W("tile.conv1"), sd["tile.conv1.bias"]))
-    t = F.relu(F.conv2d(t, W("tile.conv2"), sd["tile.conv2.bias"]))
-    t = F.relu(lin("tile.fc", t.reshape(n, -1)))
+    t = public_tile_encoder(sd, tile)  # TileEncoder (the baseline's)
     # PlayerEncoder: npc_type one-hot (5) in place of column 1, the rest raw
     npc = F.one_hot(entity[:, :, 1].long(), 5).float()
     one_hot = torch.cat([entity[:, :, :1], npc, entity[:, :, 2:]], -1)
-    ids = one_hot[:, :, 0]
-    m = ((ids == my_id[:, None]) & (ids != 0)).int()
-    row = torch.where(m.any(1), m.argmax(1), torch.zeros_like(m.sum(1)))
+    row = my_row(one_hot[:, :, 0], my_id)
     players = lin("entity.agent_fc", one_hot)
     me = F.relu(lin("entity.my_agent_fc", one_hot[torch.arange(n), row]))
 
@@ -76,26 +72,13 @@ def public_jimyhzhu(sd, tile, entity, inventory, market, task, my_id, masks):
     hidden = lin("fusion.proj", torch.cat([t, me, pooled_player, pooled_item, mk, tk], -1))
     rows = {k: torch.cat([v, torch.zeros(n, 1, v.shape[2])], 1)  # the zero no-op row
             for k, v in {"entity": players, "item": item_rows, "market": mk_rows}.items()}
-    logits = {}
-    for head in PUBLIC_HEADS:
-        h = lin(f"decoder.layers.{head}", hidden)
-        if head in POINTER_ROWS:
-            h = torch.matmul(rows[POINTER_ROWS[head]], h.unsqueeze(-1)).squeeze(-1)
-        logits[head] = h.masked_fill(masks[head] == 0, -1e9)
-    return logits, lin("value.fc", hidden)[:, 0]
+    return public_decoder(sd, hidden, rows, masks)
 
 
 @pytest.fixture(scope="module")
 def batches():
-    return [env_batch("tiny", 2, 40), env_batch("competition2023", 1, 6)]
+    return forward_batches()
 
 
 def test_forward_equals_the_public_forward(batches):
-    for env, td in batches:
-        torch.manual_seed(0)
-        policy = create_policy("jimyhzhu", env=env)
-        with torch.no_grad():
-            ours = policy.network(td.clone())
-            idx = agents_to_check(td) if env.config.num_agents > 16 else torch.arange(td["agents"].numel())
-            public = public_jimyhzhu(policy.state_dict(), *public_inputs(td, idx))
-        assert_same_outputs(ours, public, idx)
+    assert_forward_is_public("jimyhzhu", public_jimyhzhu, batches)

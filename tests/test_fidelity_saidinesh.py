@@ -15,9 +15,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-import nmmozoo
 from nmmozoo.env import ACTION_HEADS
 from nmmozoo.policy import create_policy
+
+from ._fidelity import env_batch
 
 # public head name -> ours, in the public ModuleDict order
 PUBLIC_HEADS = {
@@ -234,16 +235,6 @@ def public_forward(net, tile, entity, inventory, market, task, my_id, targets, s
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-def batch(preset, steps, seed=0, num_maps=1):
-    env = nmmozoo.make_env(preset, num_maps=num_maps, seed=seed)
-    td = env.reset()
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        nmmozoo.env.random_actions(td, gen)
-        _, td = env.step_and_maybe_reset(td)
-    return env, td
-
-
 def public_inputs(td):
     ag = td["agents"]
     G, P = ag.batch_size[-2:]
@@ -306,7 +297,7 @@ def test_layers_and_shapes_in_public_order():
 
 @pytest.mark.parametrize("preset,steps,num_maps", [("tiny", 3, 2), ("competition2023", 3, 1)])
 def test_forward_equals_the_public_forward(preset, steps, num_maps):
-    env, td = batch(preset, steps, num_maps=num_maps)
+    env, td = env_batch(preset, num_maps, steps)
     torch.manual_seed(0)
     policy = create_policy("saidinesh", env=env)
     net = load_public(policy, policy.sizes["task_dim"])
@@ -318,8 +309,8 @@ def test_state_starts_from_zero_every_call():
     """Ours is the public module with its held states empty at every call: the output does not
     depend on what was run before. The public module, carrying its states from the previous
     call, gives other outputs — that is the difference the card records."""
-    env, td = batch("tiny", 3, num_maps=2)
-    _, td2 = batch("tiny", 5, seed=1, num_maps=2)
+    env, td = env_batch("tiny", 2, 3)
+    _, td2 = env_batch("tiny", 2, 5, seed=1)
     torch.manual_seed(0)
     policy = create_policy("saidinesh", env=env)
     net = load_public(policy, policy.sizes["task_dim"])
@@ -334,7 +325,7 @@ def test_state_starts_from_zero_every_call():
 
 
 def test_tiny_variant_acts():
-    env, td = batch("tiny", 2, num_maps=2)
+    env, td = env_batch("tiny", 2, 2)
     policy = create_policy("saidinesh_tiny", env=env)
     td = policy.act(td.clone())
     for h in ACTION_HEADS:

@@ -12,8 +12,14 @@ import torch.nn.functional as F
 from nmmozoo.env.config import make_config
 from nmmozoo.policy import create_policy
 
-from .test_fidelity_baseline import (POINTER_ROWS, PUBLIC_HEADS, agents_to_check, assert_same_outputs,
-                                     env_batch, layer_shapes, public_inputs)
+from ._fidelity import (
+    assert_forward_is_public,
+    forward_batches,
+    layer_shapes,
+    my_row,
+    public_decoder,
+    weights,
+)
 
 DELETED = {"give_item": -1, "give_target": -1, "give_gold_amount": 0, "give_gold_target": -1}
 
@@ -35,8 +41,7 @@ def test_parameter_count_and_layers_are_public():
 
 def public_takeru(sd, tile, entity, inventory, market, task, my_id, masks):
     """[T] ReducedModelV2 on one batch of agents, from our state dict."""
-    W = lambda k: sd[k + ".weight"]  # noqa: E731
-    lin = lambda k, x: F.linear(x, sd[k + ".weight"], sd[k + ".bias"])  # noqa: E731
+    W, lin = weights(sd)
     n = tile.shape[0]
     # ReducedTileEncoder: material only
     t = F.embedding(tile[:, :, 2:].long().clip(0, 255), W("tile.embed"))
@@ -47,9 +52,7 @@ def public_takeru(sd, tile, entity, inventory, market, task, my_id, masks):
     # ReducedPlayerEncoder (nmmo 2.0 entity columns: id 0, npc_type 1, row 2, col 3, damage 4,
     # time_alive 5, freeze 6, item_level 7, attacker_id 8, latest_combat_tick 9, message 10,
     # gold 11, health 12, food 13, water 14, then (level, exp) of 8 skills from 15)
-    ids = entity[:, :, 0]
-    m = ((ids == my_id[:, None]) & (ids != 0)).int()
-    row = torch.where(m.any(1), m.argmax(1), torch.zeros_like(m.sum(1)))
+    row = my_row(entity[:, :, 0], my_id)
     discrete = entity[:, :, [0, 1, 8, 10]] + torch.tensor([0.0, 256.0, 512.0, 768.0])
     discrete = F.embedding(discrete.long().clip(0, 255), W("entity.embed")).view(n, entity.shape[1], 128)
     cols = [2, 3, 4, 5, 6, 7, 9, 11, 12, 13, 14] + list(range(15, 31))
@@ -71,39 +74,19 @@ def public_takeru(sd, tile, entity, inventory, market, task, my_id, masks):
     mk_rows = items(market)
     mk = lin("market.fc", mk_rows).mean(-2)
     hidden = lin("fusion.proj", torch.cat([t, me, inv, mk, lin("task.fc", task)], -1))
-    rows = {"entity": players, "item": inv_rows, "market": mk_rows}
-    logits = {}
-    for head in PUBLIC_HEADS:
-        mask = masks[head]
-        if head in DELETED:  # act_noob_action: the env mask is not looked at
-            out = torch.full_like(mask, -1e9)
-            out[:, DELETED[head]] = 0
-            logits[head] = out
-            continue
-        h = lin(f"decoder.layers.{head}", hidden)
-        if head in POINTER_ROWS:
-            embs = rows[POINTER_ROWS[head]]
-            if embs.shape[1] != mask.shape[1]:
-                embs = torch.cat([embs, torch.zeros(n, 1, embs.shape[2])], 1)
-            h = torch.matmul(embs, h.unsqueeze(-1)).squeeze(-1)
-        logits[head] = h.masked_fill(mask == 0, -1e9)
-    return logits, lin("value.fc", hidden)[:, 0]
+    # ReducedActionDecoder: the give heads deleted (act_noob_action: a fixed index, the env mask
+    # not looked at)
+    return public_decoder(sd, hidden, {"entity": players, "item": inv_rows, "market": mk_rows}, masks,
+                          fixed=DELETED)
 
 
 @pytest.fixture(scope="module")
 def batches():
-    return [env_batch("tiny", 2, 40), env_batch("competition2023", 1, 6)]
+    return forward_batches()
 
 
 def test_forward_equals_the_public_forward(batches):
-    for env, td in batches:
-        torch.manual_seed(0)
-        policy = create_policy("takeru", env=env)
-        with torch.no_grad():
-            ours = policy.network(td.clone())
-            idx = agents_to_check(td) if env.config.num_agents > 16 else torch.arange(td["agents"].numel())
-            public = public_takeru(policy.state_dict(), *public_inputs(td, idx))
-        assert_same_outputs(ours, public, idx)
+    assert_forward_is_public("takeru", public_takeru, batches)
 
 
 def test_deleted_heads_are_fixed_and_add_nothing(batches):
