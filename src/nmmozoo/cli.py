@@ -97,6 +97,9 @@ Lightning CLI: the recipe becomes the model's config, any field can be overridde
 Loggers: CSV by default; --logger tensorboard,wandb (W&B offline unless logged in); metrics
 are logged for every update. --trainer.max_steps counts optimiser steps (ppo.epochs x
 rollout_steps // minibatch_steps per update); by default the recipe's whole run.
+--checkpoint_every N (default 20) writes RUN_DIR/checkpoints/last.ckpt at the end of each update
+whose optimiser-step count is a multiple of N (give a multiple of the steps per update); SIGTERM
+stops at the end of the update in progress and writes it there (exit status 143).
 Resuming (--ckpt_path last|PATH) applies this command's ppo, rewards and env.num_maps/device/
 workers/seed; a different model or env is refused. PPO owns its optimiser (Adam at ppo.lr):
 --optimizer and --lr_scheduler are not options. The PPO settings: nmmozoo fit RECIPE --help.
