@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tensordict import TensorDict
 
 from nmmozoo.env import ACTION_HEADS
 from nmmozoo.env import constants as C
@@ -99,8 +98,8 @@ def test_fast_forward_equals_plain(name, tiny_batch, competition_batch):  # noqa
 
 @pytest.mark.parametrize("name", MODELS)
 def test_live_only_acting_equals_plain(name, tiny_batch, competition_batch):  # noqa: F811
-    """``act`` on the alive agents only: their greedy actions, log-probs, values and memory
-    states equal the plain pass over every agent; the dead get the last allowed option of
+    """``act`` on the alive agents only: their greedy actions (up to ties within 1e-5 in the
+    plain logits), log-probs, values and memory states equal the plain pass over every agent; the dead get the last allowed option of
     each head (stay / no-op), log-prob 0, value 0, their memory state unchanged."""
     env, td0 = _batch(name, tiny_batch, competition_batch)
     torch.manual_seed(0)
@@ -113,9 +112,16 @@ def test_live_only_acting_equals_plain(name, tiny_batch, competition_batch):  # 
     alive = td["agents", "mask"]
     dead = ~alive
     assert dead.any() and alive.any()
+    with torch.no_grad():
+        logits = p.fast(False).network(td.clone())["logits"]
     for h in ACTION_HEADS:
         a, b = fast["agents", "action", h], plain["agents", "action", h]
-        assert torch.equal(a[alive], b[alive]), h
+        differ = (a != b) & alive
+        if differ.any():  # only a tie in the plain logits, broken the other way by rounding
+            lg = logits[h][differ]
+            live = lg > torch.finfo(lg.dtype).min / 2
+            gap = (lg.gather(-1, a[differ][:, None]) - lg.gather(-1, b[differ][:, None])).abs()
+            assert (gap <= 1e-5 * max(1.0, float(lg[live].abs().max()))).all(), (h, float(gap.max()))
         m = td["agents", "action_mask", h]
         assert m.gather(-1, a[..., None]).all(), h
         assert (a[dead] == m.shape[-1] - 1).all(), h  # stay / no-op
@@ -144,6 +150,8 @@ def test_actor_samples_live_agents_with_their_log_probs(tiny_batch):  # noqa: F8
     logp = sum(torch.distributions.Categorical(logits=plain["logits"][h]).log_prob(out["agents", "action", h])
                for h in ACTION_HEADS)
     _close(out["agents", "sample_log_prob"][alive], logp[alive], "log-prob")
+    for h in ACTION_HEADS:  # every sampled action is one its mask allows
+        assert td["agents", "action_mask", h].gather(-1, out["agents", "action", h][..., None]).all(), h
     assert (out["agents", "sample_log_prob"][~alive] == 0).all()
     assert out["agents", "state_value"].shape == (*alive.shape, 1)
 
@@ -153,6 +161,11 @@ def test_nobody_alive_acts_without_running_the_network(tiny_batch):  # noqa: F81
     p = create_policy("yaofeng_tiny", env=env)
     td = td0.clone()
     td["agents", "mask"] = torch.zeros_like(td["agents", "mask"])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network ran with nobody alive")
+
+    p.forward_rows = refuse
     p.act(td)
     assert (td["agents", "state_value"] == 0).all()
     assert (td["agents", "action", "move"] == C.NUM_MOVES - 1).all()
@@ -239,7 +252,6 @@ def test_present_rows_pass_only_present_entity_rows(tiny_batch):  # noqa: F811
     present = int((td["agents", "entity"][..., ID] != 0).sum())
     assert seen == [present + 1]  # the present rows and the one empty row
     del p.entity.agent_fc.forward
-    assert isinstance(TensorDict, type)
 
 
 def test_tabulated_entity_rows_equal_the_direct_rows_with_gradients():
@@ -271,7 +283,7 @@ def test_tabulated_entity_rows_equal_the_direct_rows_with_gradients():
 
 
 def test_masked_head_equals_torch_categorical():
-    """MaskedHead (normalising over the options within 87 of the best) gives torch's
+    """MaskedHead (a log-softmax over the masked logits) gives torch's
     Categorical log-probs, entropy, probabilities and samples, on heads masked to one
     option, a few, or none."""
     from nmmozoo.nn.distributions import MaskedHead

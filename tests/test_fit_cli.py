@@ -120,9 +120,15 @@ def test_help_documents_the_ppo_settings(capsys):
     assert "--ppo.gae_lambda 0.95" in capsys.readouterr().out
 
 
-def test_progress_bar_counts_updates():
-    from nmmozoo.cli import _progress_bar
+def test_progress_bar_counts_updates(tmp_path, capsys):
+    """The bar of a real fit is labelled PPO updates and counts them: 3 of 3 (not epochs, not
+    optimiser steps: 4 of those per update here)."""
+    from nmmozoo.cli import main
 
-    bar = _progress_bar()
-    desc = (bar._get_train_description(0) if hasattr(bar, "_get_train_description") else "PPO updates")
-    assert desc == "PPO updates"
+    run = tmp_path / "run"
+    assert main(["fit", "demo", "--run_dir", str(run), *SMALL, "--trainer.max_steps", "12",
+                 "--trainer.enable_progress_bar", "true", "--ppo.minibatch_steps", "64"]) == 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "PPO updates" in text
+    assert "3/3" in text and "12/12" not in text

@@ -65,7 +65,7 @@ def _check_rebuilt(m, obs_mode):
 
 @pytest.mark.parametrize("obs_mode", ["compact", "dense"])
 def test_rebuilt_inputs_equal_the_collected_observations(obs_mode):
-    """Competition preset, one map of random-ish play by the untrained baseline_tiny: every
+    """Competition preset, one map of random-ish play by the untrained takeru_tiny: every
     live agent-step's rebuilt tile window, entity rows, inventory, task embedding, action
     masks and market equal what the env emitted (compact or dense observations)."""
     torch.manual_seed(0)

@@ -295,7 +295,9 @@ def test_new_task_is_embedded_at_run_time():
     assert float(torch.nn.functional.cosine_similarity(v, known)) > 0.8
 
 
-def test_task_observation_and_rewards_in_env():
+def test_task_observation_in_env():
+    """The task embedding each agent observes is its task's row of the table (the rewards:
+    test_reward_kinds)."""
     env = nmmozoo.make_env("tiny", num_maps=2, seed=0)
     td = env.reset()
     emb = env.world.task_embeddings
