@@ -17,6 +17,17 @@ def _fail(command: str, msg: str) -> int:
     return 2
 
 
+def _positive_int(value: str) -> int:
+    """An argparse type: an integer >= 1 (argparse names the flag when it is not)."""
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {v}")
+    return v
+
+
 def _rollout(a: argparse.Namespace) -> int:
     from nmmozoo.env import ConfigError, make_env, random_actions
     from nmmozoo.env.constants import EVENT_NAMES
@@ -253,6 +264,10 @@ def _fit(argv: list[str]) -> int:
         return 2
     name = Path(str(recipe_arg)).stem
     run = Path(opts.get("run_dir") or f"runs/{name}")
+    blocker = next((q for q in (run, *run.parents) if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        print(f"nmmozoo fit: --run_dir {str(run)!r}: {str(blocker)!r} is a file, not a directory", file=sys.stderr)
+        return 2
     model_cfg = {"recipe": str(recipe_arg), "policy": recipe["model"], "env": dict(recipe.get("env") or {}),
                  "rewards": list(recipe.get("rewards") or []), "ppo": dict(recipe.get("ppo") or {}),
                  "seed": opts.get("seed", 0)}
@@ -346,6 +361,7 @@ def _fit(argv: list[str]) -> int:
     from nmmozoo.train.validate import FIT_FLAGS, Validation
 
     val = {arg: opts[flag[2:]] for flag, (arg, _) in FIT_FLAGS.items() if flag[2:] in opts}
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from nmmozoo.train.sigterm import CheckpointOnSigterm
@@ -363,6 +379,12 @@ def _fit(argv: list[str]) -> int:
                    parser_kwargs={"fit": {"prog": "nmmozoo fit", "description": FIT_USAGE}})
         except (SpecError, ConfigError, TaskError, HubError, ValueError) as e:  # bad recipe field, env, task, ckpt
             print(f"nmmozoo fit: {e}", file=sys.stderr)
+            return 2
+        except MisconfigurationException as e:  # a Trainer argument Lightning refuses (--trainer.*)
+            print(f"nmmozoo fit: --trainer: {str(e).splitlines()[0]}", file=sys.stderr)
+            return 2
+        except PermissionError as e:  # the run directory or a file in it cannot be written
+            print(f"nmmozoo fit: {e.filename or run}: {e.strerror}", file=sys.stderr)
             return 2
         except SIGTERMException:  # stopped at an update's end; resumable from last.ckpt
             where = (f"saved {on_sigterm.saved}; resume with --ckpt_path last" if on_sigterm.saved else
@@ -515,7 +537,8 @@ def _validate(a: argparse.Namespace) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     try:
-        src = load_for_test(a.model, a.ckpt_path, run_dir=a.run_dir, init_seed=a.init_seed)
+        ck = None if a.ckpt_path in (None, "none") else a.ckpt_path  # as test and predict take it
+        src = load_for_test(a.model, ck, run_dir=a.run_dir, init_seed=a.init_seed)
         pol = src["policy"]
         task_dim = pol.sizes["task_dim"] if pol is not None and hasattr(pol, "sizes") else None
         setting = validation_setting(src["preset"], src["env"], task_dim, a.val_maps, a.val_episodes,
@@ -603,8 +626,9 @@ def _render(a: argparse.Namespace) -> int:
 
     fail = functools.partial(_fail, "render")
 
-    if a.every < 1 or a.fps <= 0 or (a.scale is not None and a.scale < 1):
-        return fail(f"--every and --scale must be >= 1 and --fps > 0, got {a.every}, {a.scale}, {a.fps}")
+    if a.every < 1 or not (0 < a.fps <= 1000) or (a.scale is not None and not 1 <= a.scale <= 64):
+        return fail(f"--every must be >= 1, --scale in [1, 64] (pixels per tile) and --fps in (0, 1000], "
+                    f"got {a.every}, {a.scale}, {a.fps}")
     t0 = time.perf_counter()
     try:
         replay = Replay.load(a.file)
@@ -632,7 +656,7 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("rollout", help="run the bundled env with random masked actions")
     r.add_argument("--preset", default="competition2023")
     r.add_argument("--maps", type=int, default=8)
-    r.add_argument("--ticks", type=int, default=300)
+    r.add_argument("--ticks", type=_positive_int, default=300)
     r.add_argument("--device", default="cpu")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--obs-mode", default="dense", choices=["dense", "compact"])
@@ -665,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--num_npcs", type=int, default=None)
     t.add_argument("--deterministic", action="store_true", help="argmax actions instead of sampling")
     t.add_argument("--device", default="cpu")
-    t.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    t.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
     t.add_argument("--init_seed", type=int, default=0, help="seed of an untrained model's weights")
     t.add_argument("--run_dir", default=None, help="where --ckpt_path last looks (default runs/<recipe>)")
     t.add_argument("--report", default=None, metavar="DIR",
@@ -682,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--seed", type=int, default=0, help="seed of the maps and action sampling (fits use 0)")
     v.add_argument("--init_seed", type=int, default=0, help="seed of an untrained model's weights")
     v.add_argument("--device", default="cpu")
-    v.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    v.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
     v.set_defaults(func=_validate)
     rp = sub.add_parser("report", help="learning curves (PNG) of fits, from their CSV logs")
     rp.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a fit's --run_dir (e.g. runs/demo)")
@@ -708,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("model", metavar="MODEL_OR_RECIPE")
     pr.add_argument("--ckpt_path", default=None, metavar="NAME|PATH|last")
     pr.add_argument("--replay", required=True, metavar="FILE", help="the replay file to write (.npz)")
-    pr.add_argument("--ticks", type=int, default=None, help="ticks to play (default: the whole episode)")
+    pr.add_argument("--ticks", type=_positive_int, default=None, help="ticks to play (default: the whole episode)")
     pr.add_argument("--seed", type=int, default=0, help="picks the held-out map and seeds the actions")
     pr.add_argument("--preset", default=None)
     pr.add_argument("--tasks", default="heldout", help="heldout (default), curriculum, none, or a task file")
@@ -716,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--num_npcs", type=int, default=None)
     pr.add_argument("--deterministic", action="store_true", help="argmax actions instead of sampling")
     pr.add_argument("--device", default="cpu")
-    pr.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    pr.add_argument("--threads", type=_positive_int, default=None, help="torch threads (default: torch's)")
     pr.add_argument("--init_seed", type=int, default=0, help="seed of an untrained model's weights")
     pr.add_argument("--run_dir", default=None, help="where --ckpt_path last looks (default runs/<recipe>)")
     pr.set_defaults(func=_predict)
@@ -726,9 +750,9 @@ def main(argv: list[str] | None = None) -> int:
     rd.add_argument("file", metavar="FILE")
     rd.add_argument("--gif", default=None, metavar="OUT.gif")
     rd.add_argument("--html", default=None, metavar="OUT.html")
-    rd.add_argument("--fps", type=float, default=10.0, help="GIF frames per second")
+    rd.add_argument("--fps", type=float, default=10.0, help="GIF frames per second, in (0, 1000]")
     rd.add_argument("--every", type=int, default=1, help="GIF: one frame every N ticks")
-    rd.add_argument("--scale", type=int, default=None, help="GIF pixels per tile (default: ~640 px across)")
+    rd.add_argument("--scale", type=int, default=None, help="GIF pixels per tile, 1-64 (default: ~640 px across)")
     rd.set_defaults(func=_render)
     sub.add_parser("fit", help="train a recipe with PPO (Lightning CLI over TorchRL); "
                    "nmmozoo fit --help for its options")

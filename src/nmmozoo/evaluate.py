@@ -343,6 +343,16 @@ def _trained_sizes(recipe: dict) -> dict:
     return env_sizes(config=cfg, task_dim=0 if tasks == "none" else None)
 
 
+def _pretrained_index() -> dict:
+    """The shipped index, a damaged one an :class:`EvalError` naming it."""
+    from .hub import HubError, pretrained_index
+
+    try:
+        return pretrained_index()
+    except HubError as e:
+        raise EvalError(str(e)) from None
+
+
 def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None = None,
                   preset: str | None = None, tasks: str = "heldout", init_seed: int = 0,
                   world: str = "recipe", **env_overrides: Any) -> dict[str, Any]:
@@ -357,7 +367,7 @@ def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None 
 
     from .env import make_config
     from .env.config import ConfigError
-    from .hub import HubError, load_pretrained, pretrained_index
+    from .hub import HubError, load_pretrained
     from .nn.registry import SpecError
     from .policy import Policy, create_policy, list_models, resolve_spec
     from .recipe import list_recipes, load_recipe
@@ -401,7 +411,7 @@ def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None 
             if not Path(path).exists():
                 raise EvalError(f"--ckpt_path last: no {path} (fit {stem} first, or give --run_dir)")
         if str(path).endswith(".ckpt") or (Path(path).is_file() and not str(path).endswith(".safetensors")
-                                           and ckpt_path not in pretrained_index()):
+                                           and ckpt_path not in _pretrained_index()):
             from .train.ppo import CheckpointError, read_checkpoint, saved_recipe
 
             try:
@@ -431,7 +441,7 @@ def load_for_test(model: str, ckpt_path: str | None = None, run_dir: str | None 
             except HubError as e:
                 raise EvalError(f"--ckpt_path: {e}") from None
             recipe = getattr(policy, "recipe", None) or recipe
-            entry = pretrained_index().get(str(ckpt_path), {})
+            entry = _pretrained_index().get(str(ckpt_path), {})
             steps = entry.get("agent_steps", entry.get("training_steps"))
         source = str(path)
         if spec_name is not None and policy.spec["name"] != spec_name:

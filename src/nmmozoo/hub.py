@@ -47,7 +47,10 @@ def pretrained_index() -> dict[str, dict[str, Any]]:
     index = root / "index.yaml"
     if not index.is_file():
         return {}
-    data = yaml.safe_load(index.read_text()) or {}
+    try:
+        data = yaml.safe_load(index.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise HubError(f"checkpoints/index.yaml is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise HubError("checkpoints/index.yaml: expected a mapping of names")
     return data

@@ -128,10 +128,14 @@ def _read(source: str | Path | Mapping) -> tuple[DictConfig, str, Path | None]:
         p = _shipped()[str(source)]
     if not p.exists():
         raise SpecError(f"recipe {str(source)!r} not found (a path, or one of {list_recipes()})")
+    if not p.is_file():
+        raise SpecError(f"recipe {str(source)!r} is not a file (a recipe is one YAML file)")
     try:
         cfg = OmegaConf.load(p)  # YAML as OmegaConf reads it (1e-4 is a number; no duplicate keys)
     except yaml.YAMLError as e:
         raise SpecError(f"{p}: not valid YAML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:  # unreadable, or YAML that is not a mapping or list
+        raise SpecError(f"{p}: not a readable recipe (a YAML mapping): {e}") from None
     if not isinstance(cfg, DictConfig):
         raise SpecError(f"{p.name}: a recipe is a mapping")
     return cfg, p.name, p

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import base64
 import colorsys
+import io
 import json
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_write
 from .replay import ARRAYS, Replay, ReplayError
 
 MATERIAL_RGB = (
@@ -152,9 +154,10 @@ def render_gif(replay, out: str | Path, scale: int | None = None, fps: float = 1
         frames.append(im)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+    buf = io.BytesIO()  # written whole or not at all
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], loop=0,
                    duration=max(20, round(1000 / fps)), optimize=True, disposal=1)
-    return out
+    return atomic_write(out, buf.getvalue())
 
 
 # --- HTML -------------------------------------------------------------------------------------------
@@ -193,8 +196,7 @@ def render_html(replay, out: str | Path, title: str | None = None) -> Path:
             .replace("__DATA__", payload(rep)))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page, encoding="utf-8")
-    return out
+    return atomic_write(out, page.encode("utf-8"))
 
 
 def render(replay_file, out: str | Path | None = None, gif: bool | str | Path = True,

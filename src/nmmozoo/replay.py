@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -83,6 +84,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._files import atomic_write
 from .env import constants as C
 
 FORMAT, VERSION = "nmmozoo-replay", 1
@@ -144,13 +146,14 @@ class Replay:
         return mat
 
     def save(self, path: str | Path) -> Path:
-        """Write the ``.npz`` file (exactly at ``path``); returns it."""
+        """Write the ``.npz`` file (exactly at ``path``, whole or not at all: a file there before
+        stays until the new one is complete); returns it."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         blob = np.frombuffer(json.dumps(self.meta, separators=(",", ":")).encode(), dtype=np.uint8)
-        with open(path, "wb") as f:
-            np.savez_compressed(f, meta=blob, **{k: compact(self.arrays[k]) for k in ARRAYS})
-        return path
+        buf = io.BytesIO()
+        np.savez_compressed(buf, meta=blob, **{k: compact(self.arrays[k]) for k in ARRAYS})
+        return atomic_write(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> Replay:
@@ -160,9 +163,13 @@ class Replay:
             raise ReplayError(f"replay file {str(path)!r} does not exist")
         if not path.is_file():
             raise ReplayError(f"{str(path)!r} is not a file")
-        with open(path, "rb") as f:
-            if f.read(4) != b"PK\x03\x04":
-                raise ReplayError(f"{str(path)!r} is not an nmmozoo replay (not an .npz archive)")
+        try:
+            with open(path, "rb") as f:
+                magic = f.read(4)
+        except OSError as e:
+            raise ReplayError(f"replay file {str(path)!r} is not readable ({e.strerror or e})") from None
+        if magic != b"PK\x03\x04":
+            raise ReplayError(f"{str(path)!r} is not an nmmozoo replay (not an .npz archive)")
         try:
             with np.load(path, allow_pickle=False) as z:
                 if not hasattr(z, "files"):

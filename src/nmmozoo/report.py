@@ -166,6 +166,8 @@ def write_report(directory: str | Path, setting: dict[str, Any], policies: list[
             data = json.loads(prev.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ReportError(f"{prev} is not readable JSON ({e}); remove it or use another --report") from None
+        if not isinstance(data, dict) or "setting" not in data:
+            raise ReportError(f"{prev} is not an nmmozoo test results.json; remove it or use another --report")
         if data.get("setting") != setting:
             raise ReportError(f"{prev} holds results of another setting ({data.get('setting')}); "
                               "use another --report directory to compare under this one")

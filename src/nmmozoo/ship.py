@@ -68,6 +68,8 @@ def report_score(report: str | Path, policy: str) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ShipError(f"--report {str(report)!r}: no readable results.json ({e})") from None
+    if not isinstance(data, dict) or "setting" not in data or not isinstance(data.get("policies"), list):
+        raise ShipError(f"--report {str(report)!r}: its results.json is not an nmmozoo test report")
     names = [p.get("name") for p in data.get("policies", [])]
     found = [p for p in data.get("policies", []) if p.get("name") == policy]
     # `nmmozoo test MODEL --ckpt_path NAME` names its row "MODEL (NAME)"

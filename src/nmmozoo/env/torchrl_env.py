@@ -36,7 +36,10 @@ class NMMOEnv(EnvBase):
                  eval_stride: int = 1):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-        dev = torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N)") from None
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} was asked for, but CUDA is not available here")
         if not isinstance(num_maps, int) or num_maps < 1:

@@ -225,7 +225,12 @@ def load_tasks(path: str | Path) -> list[TaskSpec]:
     path = Path(path)
     if not path.exists():
         raise TaskError(f"task file {str(path)!r} does not exist")
-    text = path.read_text()
+    if not path.is_file():
+        raise TaskError(f"task file {str(path)!r} is not a file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise TaskError(f"task file {str(path)!r} is not readable text ({e})") from None
     try:
         if path.suffix == ".json":
             data = json.loads(text)
