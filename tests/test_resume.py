@@ -81,8 +81,9 @@ def test_killed_fit_resumes_to_the_uninterrupted_weights(tmp_path, uninterrupted
 @pytest.mark.timeout(900)
 def test_sigterm_saves_the_update_it_stopped_at_and_resumes_exactly(tmp_path, uninterrupted):
     """SIGTERM mid-fit: the fit finishes the update in progress, writes last.ckpt there (not
-    only at its periodic checkpoints, here every 2nd update) and exits 143 saying so; the
-    resumed fit ends with the uninterrupted weights."""
+    only at its periodic checkpoints, here every 2nd update; the message and the file's time
+    show the callback wrote it) and exits 143 saying so; the resumed fit ends with the
+    uninterrupted weights."""
     b = tmp_path / "b"
     proc = subprocess.Popen(_cmd(b, 40, "--checkpoint_every", "4"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=_env())
@@ -104,7 +105,9 @@ def test_sigterm_saves_the_update_it_stopped_at_and_resumes_exactly(tmp_path, un
     assert "stopped by SIGTERM at the end of an update; saved" in err, err[-3000:]
     assert last.stat().st_mtime >= signalled
     stopped_at, _ = _weights(b)
-    assert 4 < stopped_at < REF_STEPS, stopped_at  # past the periodic checkpoint it signalled after
+    # at the periodic checkpoint it signalled after (a signal while that update's end hooks
+    # still ran, the checkpoint then written again by the callback) or past it
+    assert 4 <= stopped_at < REF_STEPS, stopped_at
     _resume_and_compare(b, uninterrupted, stopped_at)
 
 
