@@ -125,3 +125,27 @@ def test_a_failed_replay_save_leaves_the_old_file(tmp_path, monkeypatch):
 def test_validate_takes_none_as_test_does(capsys):
     assert main(["validate", "demo", "--ckpt_path", "none", "--val_ticks", "4", "--val_maps", "1"]) == 0
     assert "val/score" in capsys.readouterr().out
+
+
+def test_output_paths_are_checked_before_anything_is_evaluated(tmp_path, capsys, monkeypatch):
+    """A --report folder that cannot take the results, or a --replay path that cannot take the
+    file, is refused before the evaluation or episode runs (neither is reached here)."""
+    import nmmozoo.evaluate as ev
+    import nmmozoo.replay as rp
+
+    def not_reached(*args, **kwargs):
+        raise AssertionError("evaluated before the output path was checked")
+
+    monkeypatch.setattr(ev, "evaluate_seeds", not_reached)
+    monkeypatch.setattr(rp, "record_episode", not_reached)
+    f = tmp_path / "file.txt"
+    f.write_text("x")
+    base = ["test", "random", "--preset", "tiny", "--num_maps", "1", "--seeds", "0", "1", "--horizon", "8"]
+    assert "is a file, not a directory" in _err(capsys, [*base, "--report", str(f / "rep")])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.json").write_text(json.dumps({"setting": {"preset": "competition2023"}, "policies": []}))
+    assert "holds results of another setting" in _err(capsys, [*base, "--report", str(other)])
+    assert "is a directory" in _err(capsys, ["predict", "random", "--preset", "tiny", "--replay", str(tmp_path)])
+    assert "is a file, not a directory" in _err(capsys, ["predict", "random", "--preset", "tiny",
+                                                          "--replay", str(f / "r.npz")])

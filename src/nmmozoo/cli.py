@@ -423,7 +423,7 @@ def _test(a: argparse.Namespace) -> int:
         evaluate_seeds_pvp,
         load_for_test,
     )
-    from nmmozoo.report import ReportError, write_report
+    from nmmozoo.report import ReportError, read_report_dir, write_report
 
     fail = functools.partial(_fail, "test")
 
@@ -476,6 +476,11 @@ def _test(a: argparse.Namespace) -> int:
     if a.tasks == "heldout" and per_seed < 63:
         print(f"nmmozoo test: warning: {per_seed} agent-episodes per seed and policy < 63 held-out tasks; "
               "tasks never tried count 0 in the score (raise --num_maps or --episodes)", file=sys.stderr)
+    if a.report:  # before the evaluation: a report folder that cannot take it costs no run
+        try:
+            read_report_dir(a.report, setting)
+        except ReportError as e:
+            return fail(f"--report: {e}")
     kw = dict(preset=setting["preset"], tasks=a.tasks, num_maps=a.num_maps, episodes=a.episodes,
               deterministic=a.deterministic, device=a.device, **setting["env"])
     try:
@@ -600,6 +605,12 @@ def _predict(a: argparse.Namespace) -> int:
         return fail(f"--ticks must be >= 1, got {a.ticks}")
     if a.threads:
         torch.set_num_threads(a.threads)
+    replay_path = Path(a.replay)  # before the episode: a path that cannot take the file costs no run
+    if replay_path.is_dir():
+        return fail(f"--replay {a.replay!r} is a directory; give the .npz file's path")
+    blocker = next((q for q in replay_path.parents if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        return fail(f"--replay {a.replay!r}: {str(blocker)!r} is a file, not a directory")
     overrides = {k: v for k, v in (("horizon", a.horizon), ("num_npcs", a.num_npcs)) if v is not None}
     ck = None if a.ckpt_path in (None, "none") else a.ckpt_path
     t0 = time.perf_counter()

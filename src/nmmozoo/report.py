@@ -148,6 +148,31 @@ def plots(results: dict[str, Any], lifespans: dict[str, list[float]]) -> dict[st
     return out
 
 
+def read_report_dir(directory: str | Path, setting: dict[str, Any]) -> tuple[list[dict], dict[str, list]]:
+    """The policies and lifespan samples a report folder already holds for ``setting`` (none
+    where it does not exist yet), or a :class:`ReportError` where it cannot take this
+    setting's results: it is a file or lies under one, or its ``results.json`` is not a
+    readable report or is of another setting. Writes nothing (``nmmozoo test`` asks before
+    it evaluates)."""
+    d = Path(directory)
+    blocker = next((q for q in (d, *d.parents) if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        raise ReportError(f"--report {str(d)!r}: {str(blocker)!r} is a file, not a directory")
+    prev = d / "results.json"
+    if not prev.exists():
+        return [], {}
+    try:
+        data = json.loads(prev.read_text())
+    except (OSError, ValueError) as e:
+        raise ReportError(f"{prev} is not readable JSON ({e}); remove it or use another --report") from None
+    if not isinstance(data, dict) or "setting" not in data:
+        raise ReportError(f"{prev} is not an nmmozoo test results.json; remove it or use another --report")
+    if data.get("setting") != setting:
+        raise ReportError(f"{prev} holds results of another setting ({data.get('setting')}); "
+                          "use another --report directory to compare under this one")
+    return data.get("policies", []), {k: list(v) for k, v in (data.get("lifespan_samples") or {}).items()}
+
+
 def write_report(directory: str | Path, setting: dict[str, Any], policies: list[dict[str, Any]],
                  ci_method: str) -> list[Path]:
     """Write (or extend) the report in ``directory``: ``results.json``, ``results.md`` and
@@ -155,24 +180,8 @@ def write_report(directory: str | Path, setting: dict[str, Any], policies: list[
     ``source`` and ``training_steps``; their per-agent-episode ``lifespans`` go to
     ``results.json``'s ``lifespan_samples`` (so a later policy's report redraws them)."""
     d = Path(directory)
-    if d.exists() and not d.is_dir():
-        raise ReportError(f"--report {str(d)!r} is a file, not a directory")
+    old, lifespans = read_report_dir(d, setting)
     d.mkdir(parents=True, exist_ok=True)
-    old: list[dict] = []
-    lifespans: dict[str, list[float]] = {}
-    prev = d / "results.json"
-    if prev.exists():
-        try:
-            data = json.loads(prev.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ReportError(f"{prev} is not readable JSON ({e}); remove it or use another --report") from None
-        if not isinstance(data, dict) or "setting" not in data:
-            raise ReportError(f"{prev} is not an nmmozoo test results.json; remove it or use another --report")
-        if data.get("setting") != setting:
-            raise ReportError(f"{prev} holds results of another setting ({data.get('setting')}); "
-                              "use another --report directory to compare under this one")
-        old = data.get("policies", [])
-        lifespans = {k: list(v) for k, v in (data.get("lifespan_samples") or {}).items()}
     new_names = {p["name"] for p in policies}
     entries = [p for p in old if p["name"] not in new_names]
     for p in policies:
