@@ -26,6 +26,14 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
     return path
 
 
+def file_in_the_way(path: str | Path, itself: bool = True) -> Path | None:
+    """The first of ``path`` (with ``itself``) and its parents that exists and is not a
+    directory: a file where a directory is needed, so nothing can be written there."""
+    path = Path(path)
+    return next((q for q in ((path,) if itself else ()) + tuple(path.parents) if q.exists() and not q.is_dir()),
+                None)
+
+
 def remove_stale_temps(path: Path) -> None:
     """Temporary files of earlier writes to ``path`` whose process is gone (killed mid-write)."""
     for t in path.parent.glob(f".{path.name}.*.tmp"):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from nmmozoo._files import file_in_the_way
+
 
 def _fail(command: str, msg: str) -> int:
     """A command's clear one-line error on stderr; exit status 2."""
@@ -264,7 +266,7 @@ def _fit(argv: list[str]) -> int:
         return 2
     name = Path(str(recipe_arg)).stem
     run = Path(opts.get("run_dir") or f"runs/{name}")
-    blocker = next((q for q in (run, *run.parents) if q.exists() and not q.is_dir()), None)
+    blocker = file_in_the_way(run)
     if blocker is not None:
         print(f"nmmozoo fit: --run_dir {str(run)!r}: {str(blocker)!r} is a file, not a directory", file=sys.stderr)
         return 2
@@ -608,7 +610,7 @@ def _predict(a: argparse.Namespace) -> int:
     replay_path = Path(a.replay)  # before the episode: a path that cannot take the file costs no run
     if replay_path.is_dir():
         return fail(f"--replay {a.replay!r} is a directory; give the .npz file's path")
-    blocker = next((q for q in replay_path.parents if q.exists() and not q.is_dir()), None)
+    blocker = file_in_the_way(replay_path, itself=False)
     if blocker is not None:
         return fail(f"--replay {a.replay!r}: {str(blocker)!r} is a file, not a directory")
     overrides = {k: v for k, v in (("horizon", a.horizon), ("num_npcs", a.num_npcs)) if v is not None}

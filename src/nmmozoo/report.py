@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._files import atomic_write
+from ._files import atomic_write, file_in_the_way
 from .tasks import CATEGORIES
 
 FILES = ("results.json", "results.md", "categories.png", "lifespan.png", "tasks.png")
@@ -155,7 +155,7 @@ def read_report_dir(directory: str | Path, setting: dict[str, Any]) -> tuple[lis
     readable report or is of another setting. Writes nothing (``nmmozoo test`` asks before
     it evaluates)."""
     d = Path(directory)
-    blocker = next((q for q in (d, *d.parents) if q.exists() and not q.is_dir()), None)
+    blocker = file_in_the_way(d)
     if blocker is not None:
         raise ReportError(f"--report {str(d)!r}: {str(blocker)!r} is a file, not a directory")
     prev = d / "results.json"
