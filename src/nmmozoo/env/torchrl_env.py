@@ -22,6 +22,18 @@ from .world import STAT_NAMES, World
 OBS_MODES = ("dense", "compact")
 
 
+def checked_device(device) -> torch.device:
+    """``device`` as a torch device, or a ValueError naming it: not a device, or CUDA asked for
+    where there is none."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but CUDA is not available here")
+    return dev
+
+
 class ActionError(ValueError):
     """An action outside its head's range."""
 
@@ -36,12 +48,7 @@ class NMMOEnv(EnvBase):
                  eval_stride: int = 1):
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N)") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} was asked for, but CUDA is not available here")
+        dev = checked_device(device)
         if not isinstance(num_maps, int) or num_maps < 1:
             raise ValueError(f"num_maps must be a positive integer, got {num_maps!r}")
         super().__init__(device=device, batch_size=torch.Size([num_maps]))

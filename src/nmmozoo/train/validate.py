@@ -110,12 +110,12 @@ def run_validation(policy, setting: dict[str, Any], device: str | torch.device =
     ``val/agent_episodes`` and ``val/wall_s``."""
     from ..evaluate import evaluate
 
+    from ..env.torchrl_env import checked_device
+
     try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise EvalError(f"device {device!r} is not a torch device (cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EvalError(f"device {str(device)!r} was asked for, but CUDA is not available here")
+        device = checked_device(device)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
     modes = [(m, m.training) for m in policy.modules()] if isinstance(policy, torch.nn.Module) else []
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
