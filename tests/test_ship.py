@@ -100,6 +100,9 @@ def test_a_resumed_fits_thread_counts_are_all_recorded():
     assert threads_text(_hardware([seg(2), seg(2)])) == "2 threads"
     assert _hardware([seg(1), seg(2)])["torch_threads"] == [1, 2]
     assert threads_text(_hardware([seg(1), seg(2)])) == "1 then 2 threads"
+    # a count kept over several starts is one stretch
+    assert threads_text(_hardware([seg(1), seg(1), seg(2), seg(1), seg(1)])) == "1 then 2 then 1 threads"
+    assert threads_text({"torch_threads": [1, 1]}) == "1 thread"
     assert _hardware([]) is None
 
 

@@ -112,10 +112,14 @@ def _hardware(segments: list[dict]) -> dict | None:
 
 
 def threads_text(hw: dict) -> str:
-    """"1 thread", "2 threads", or "1 then 2 threads" (a fit resumed with another count)."""
+    """"1 thread", "2 threads", or "1 then 2 threads" (a fit resumed with another count; a
+    count kept over several starts is written once per stretch: "1 then 2 then 1 threads")."""
     t = hw.get("torch_threads", "?")
     if isinstance(t, list):
-        return " then ".join(str(x) for x in t) + " threads"
+        runs = [x for i, x in enumerate(t) if i == 0 or x != t[i - 1]]
+        if len(runs) == 1:
+            return threads_text({"torch_threads": runs[0]})
+        return " then ".join(str(x) for x in runs) + " threads"
     return f"{t} thread" + ("" if t == 1 else "s")
 
 
