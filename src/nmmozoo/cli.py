@@ -19,6 +19,11 @@ def _fail(command: str, msg: str) -> int:
     return 2
 
 
+def _n_threads(n) -> str:
+    """"1 torch thread", "2 torch threads"."""
+    return f"{n} torch thread" + ("" if n == 1 else "s")
+
+
 def _positive_int(value: str) -> int:
     """An argparse type: an integer >= 1 (argparse names the flag when it is not)."""
     try:
@@ -512,7 +517,7 @@ def _test(a: argparse.Namespace) -> int:
         for c, st in (r.get("score_by_category") or {}).items():
             comp = r["completion_by_category"].get(c)
             print(f"  {c:<12} {fmt(st)} points  (completion {fmt(comp, 100)}%)")
-    print(f"(±: {CI_METHOD}; seeds {list(a.seeds)}; {setting['threads']} torch threads, "
+    print(f"(±: {CI_METHOD}; seeds {list(a.seeds)}; {_n_threads(setting['threads'])}, "
           f"{os.cpu_count()} CPUs)")
     if a.report:
         try:
@@ -559,7 +564,7 @@ def _validate(a: argparse.Namespace) -> int:
     print(f"({src['name']}: {setting['preset']}, {setting['num_maps']} held-out maps x {setting['episodes']} "
           f"episode(s) of {setting['horizon']} ticks, {setting['tasks']} tasks, seed {setting['seed']}; "
           f"{int(r['val/agent_episodes']):,} agent-episodes in {r['val/wall_s']:.1f}s, "
-          f"{torch.get_num_threads()} torch threads)")
+          f"{_n_threads(torch.get_num_threads())})")
     return 0
 
 

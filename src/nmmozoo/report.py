@@ -64,7 +64,7 @@ def markdown(results: dict[str, Any]) -> str:
               (f"- setting: preset {s['preset']}, {s['num_maps']} held-out maps x {s['episodes']} "
               f"episode(s) per seed, tasks {s['tasks']}, env {s.get('env') or {}}, "
               f"{'argmax' if s.get('deterministic') else 'sampled'} actions, device {s.get('device')}, "
-              f"{s.get('threads')} torch threads.")]
+              f"{s.get('threads')} torch thread{'' if s.get('threads') == 1 else 's'}.")]
     if pvp:
         rest = (f"; the {s['rest']} slot{'s' if s['rest'] > 1 else ''} left over played by the random policy, "
                 "scored for nobody"
