@@ -19,11 +19,6 @@ def _fail(command: str, msg: str) -> int:
     return 2
 
 
-def _n_threads(n) -> str:
-    """"1 torch thread", "2 torch threads"."""
-    return f"{n} torch thread" + ("" if n == 1 else "s")
-
-
 def _positive_int(value: str) -> int:
     """An argparse type: an integer >= 1 (argparse names the flag when it is not)."""
     try:
@@ -430,7 +425,7 @@ def _test(a: argparse.Namespace) -> int:
         evaluate_seeds_pvp,
         load_for_test,
     )
-    from nmmozoo.report import ReportError, read_report_dir, write_report
+    from nmmozoo.report import ReportError, read_report_dir, torch_threads, write_report
 
     fail = functools.partial(_fail, "test")
 
@@ -517,7 +512,7 @@ def _test(a: argparse.Namespace) -> int:
         for c, st in (r.get("score_by_category") or {}).items():
             comp = r["completion_by_category"].get(c)
             print(f"  {c:<12} {fmt(st)} points  (completion {fmt(comp, 100)}%)")
-    print(f"(±: {CI_METHOD}; seeds {list(a.seeds)}; {_n_threads(setting['threads'])}, "
+    print(f"(±: {CI_METHOD}; seeds {list(a.seeds)}; {torch_threads(setting['threads'])}, "
           f"{os.cpu_count()} CPUs)")
     if a.report:
         try:
@@ -539,6 +534,7 @@ runs/<recipe>/checkpoints/last.ckpt or --run_dir's)."""
 
 def _validate(a: argparse.Namespace) -> int:
     from nmmozoo.evaluate import EvalError, load_for_test
+    from nmmozoo.report import torch_threads
     from nmmozoo.train.validate import check_setting_sizes, run_validation, validation_setting
 
     fail = functools.partial(_fail, "validate")
@@ -564,7 +560,7 @@ def _validate(a: argparse.Namespace) -> int:
     print(f"({src['name']}: {setting['preset']}, {setting['num_maps']} held-out maps x {setting['episodes']} "
           f"episode(s) of {setting['horizon']} ticks, {setting['tasks']} tasks, seed {setting['seed']}; "
           f"{int(r['val/agent_episodes']):,} agent-episodes in {r['val/wall_s']:.1f}s, "
-          f"{_n_threads(torch.get_num_threads())})")
+          f"{torch_threads(torch.get_num_threads())})")
     return 0
 
 

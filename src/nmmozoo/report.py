@@ -39,6 +39,11 @@ def _steps(v) -> str:
     return f"{int(v):,}"
 
 
+def torch_threads(n) -> str:
+    """"1 torch thread", "2 torch threads": how every command's output and report says it."""
+    return f"{n} torch thread" + ("" if n == 1 else "s")
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The policies' table: score ± CI (points of 100), each category's points, lifespan,
     agent-episodes; then the setting and how the intervals are computed."""
@@ -64,7 +69,7 @@ def markdown(results: dict[str, Any]) -> str:
               (f"- setting: preset {s['preset']}, {s['num_maps']} held-out maps x {s['episodes']} "
               f"episode(s) per seed, tasks {s['tasks']}, env {s.get('env') or {}}, "
               f"{'argmax' if s.get('deterministic') else 'sampled'} actions, device {s.get('device')}, "
-              f"{s.get('threads')} torch thread{'' if s.get('threads') == 1 else 's'}.")]
+              f"{torch_threads(s.get('threads'))}.")]
     if pvp:
         rest = (f"; the {s['rest']} slot{'s' if s['rest'] > 1 else ''} left over played by the random policy, "
                 "scored for nobody"
