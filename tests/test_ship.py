@@ -5,6 +5,7 @@ report), loads back by hash, and what cannot be shipped is refused with the file
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -12,7 +13,7 @@ import yaml
 from nmmozoo import load_pretrained
 from nmmozoo.cli import main
 from nmmozoo.hub import sha256_of
-from nmmozoo.ship import ShipError, ship, zoo_table
+from nmmozoo.ship import ShipError, hours_text, ship, zoo_table
 
 TINY = ["--num_maps", "1", "--ppo.rollout_steps", "256", "--ppo.minibatch_steps", "256",
         "--ppo.epochs", "1", "--trainer.enable_progress_bar", "false", "--val_every", "0"]
@@ -44,6 +45,10 @@ def test_ship_writes_the_file_and_its_entry(run, tmp_path):
     assert entry["agent_steps"] == 3 * 256 and entry["updates"] == 3
     assert entry["hardware"]["torch_threads"] >= 1 and entry["hardware"]["device"] == "cpu"
     assert entry["wall_s"] > 0 and entry["commit"]  # a git checkout: the fit's commit
+    # every update logged its process CPU time: some, and no more than the machine's cores
+    # could give in the wall time (+ the rounding to 0.1 s)
+    assert entry["cpu_updates"] == entry["updates"] == 3
+    assert 0 < entry["cpu_s"] <= entry["wall_s"] * os.cpu_count() + 0.2
     results = json.loads((run / "report" / "results.json").read_text())
     score = [p for p in results["policies"] if p["name"].endswith(" (policy.safetensors)")][0]["score"]
     assert entry["pve"]["score"] == [round(score["mean"], 2), round(score["half_width"], 2)]
@@ -118,3 +123,12 @@ def test_a_resumed_fits_commits_are_listed_in_the_order_its_starts_ran(run, tmp_
     (resumed / "run_info.json").write_text(json.dumps(info))
     entry = ship(resumed, "resumed", into=tmp_path / "checkpoints")
     assert entry["commit"] == ["f" * 40, "0" * 40, "a" * 40]
+
+
+def test_the_cpu_time_is_shown_only_when_every_update_logged_it():
+    """Fits from before the CPU-time log have ``cpu_s`` for their later updates only: the
+    table's hours are then the wall time alone, not a CPU figure that misses updates."""
+    entry = {"wall_s": 7200.0, "updates": 10, "cpu_s": 6840.0, "cpu_updates": 10}
+    assert hours_text(entry) == "2.0 h, 1.9 CPU-h"
+    assert hours_text({**entry, "cpu_updates": 4}) == "2.0 h"
+    assert hours_text({"wall_s": 7200.0, "updates": 10}) == "2.0 h"

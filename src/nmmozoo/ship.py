@@ -38,27 +38,38 @@ def checkpoints_dir() -> Path:
 
 def run_summary(run_dir: str | Path) -> dict[str, Any]:
     """What a fit's logs say of it: live agent-steps, updates, the seconds its updates and
-    validations took (each update's live agent-steps over its agent-steps/s), the last
-    validation."""
+    validations took (an update's logged ``train/wall_s``; from logs older than that, its live
+    agent-steps over its agent-steps/s), the last validation; and ``cpu_s``, the process CPU
+    seconds of the updates and validations that logged them (``cpu_updates`` of the
+    ``updates``), where any did: core time, which pauses and a crowded machine do not inflate."""
     from .report import X_KEY, ReportError, read_metrics
 
     try:
         rows = read_metrics(run_dir)
     except ReportError as e:
         raise ShipError(str(e)) from None
-    steps, prev, update_s, val_s = 0.0, 0.0, 0.0, 0.0
+    steps, prev, update_s, val_s, cpu_s, cpu_updates = 0.0, 0.0, 0.0, 0.0, 0.0, 0
     last_val = None
     for r in rows:
         steps = r[X_KEY]
-        if r.get("agent_steps/s"):
+        if r.get("train/wall_s"):
+            update_s += r["train/wall_s"]
+        elif r.get("agent_steps/s"):
             update_s += (steps - prev) / r["agent_steps/s"]
+        if r.get("train/cpu_s") is not None:
+            cpu_s += r["train/cpu_s"]
+            cpu_updates += 1
         prev = steps
         if "val/score" in r:
             val_s += r.get("val/wall_s", 0.0)
+            cpu_s += r.get("val/cpu_s", 0.0)
             last_val = {"score": round(r["val/score"], 3), "agent_steps": int(steps)}
-    return {"agent_steps": int(steps), "updates": int(rows[-1].get("train/update", len(rows))),
-            "wall_s": round(update_s + val_s, 1),
-            "last_validation": last_val}
+    out = {"agent_steps": int(steps), "updates": int(rows[-1].get("train/update", len(rows))),
+           "wall_s": round(update_s + val_s, 1),
+           "last_validation": last_val}
+    if cpu_updates:
+        out.update(cpu_s=round(cpu_s, 1), cpu_updates=cpu_updates)
+    return out
 
 
 def report_score(report: str | Path, policy: str) -> dict[str, Any]:
@@ -165,7 +176,8 @@ def ship(run_dir: str | Path, name: str, into: str | Path | None = None, report:
         "hardware": _hardware(segments),
         "trained": [s["started"][:10] for s in segments][:1] + ([segments[-1]["started"][:10]]
                                                                 if len(segments) > 1 else []),
-        "wall_s": summary["wall_s"], "last_validation": summary["last_validation"],
+        "wall_s": summary["wall_s"], "cpu_s": summary.get("cpu_s"),
+        "cpu_updates": summary.get("cpu_updates"), "last_validation": summary["last_validation"],
     }
     if report is not None:
         entry["pve"] = report_score(report, report_name or name)
@@ -183,6 +195,15 @@ def ship(run_dir: str | Path, name: str, into: str | Path | None = None, report:
         atomic_write(dest, src.read_bytes())
     atomic_write(index_path, (HEADER + yaml.safe_dump(index, sort_keys=False, width=100)).encode())
     return index[name]
+
+
+def hours_text(entry: dict) -> str:
+    """An index entry's wall time in hours, and its CPU time when every update logged it
+    (``11.6 h, 10.9 CPU-h``)."""
+    text = f"{entry.get('wall_s', 0) / 3600:.1f} h"
+    if entry.get("cpu_s") is not None and entry.get("cpu_updates") == entry.get("updates"):
+        text += f", {entry['cpu_s'] / 3600:.1f} CPU-h"
+    return text
 
 
 def zoo_table(report: str | Path | None = None, index: dict | None = None) -> str:
@@ -210,7 +231,7 @@ def zoo_table(report: str | Path | None = None, index: dict | None = None) -> st
         lines.append("| " + " | ".join([f"`{name}` ({e.get('recipe')})", f"{e.get('agent_steps', 0):,}",
                                         pm(pve.get("score")), *[pm(cats.get(c)) for c in CATEGORIES],
                                         pm(pve.get("completion_pct"), "%"), pm(pve.get("lifespan")),
-                                        f"{where}, {e.get('wall_s', 0) / 3600:.1f} h"]) + " |")
+                                        f"{where}, {hours_text(e)}"]) + " |")
     if report is not None:
         data = json.loads((Path(report) / "results.json").read_text())
         for p in data["policies"]:

@@ -418,7 +418,7 @@ class PPOModule(L.LightningModule):
         for g in opt.param_groups:
             g["lr"] = self.cfg.lr * max(frac, 0.0)
         backward = self.manual_backward if self._trainer is not None else torch.Tensor.backward
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         ro = self._collect()
         t_env = time.perf_counter() - t0
         d = ro.dense
@@ -474,7 +474,10 @@ class PPOModule(L.LightningModule):
                     "minibatch_steps": float(steps) / (self.num_minibatches),
                     "env_agent_steps_per_s": int(alive.sum()) / max(t_env, 1e-9),
                     "collected_agent_slots": float(collected),
-                    "train_agent_steps_per_s": steps / max(dt, 1e-9)})
+                    "train_agent_steps_per_s": steps / max(dt, 1e-9),
+                    # this process's CPU seconds (every thread; rank 0's under DDP): the core
+                    # time the update cost, which a paused or crowded process does not inflate
+                    "wall_s": dt, "cpu_s": time.process_time() - cpu0})
         return log, steps / max(dt, 1e-9)
 
     # --- samples ---------------------------------------------------------------------------------------

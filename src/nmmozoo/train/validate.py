@@ -107,7 +107,7 @@ def run_validation(policy, setting: dict[str, Any], device: str | torch.device =
     train/eval modes it had and the global random streams as they were. Returns
     ``val/score`` (points of 100; held-out tasks only), ``val/completion`` (share of
     agent-episodes whose task was completed), ``val/lifespan`` (mean ticks lived),
-    ``val/agent_episodes`` and ``val/wall_s``."""
+    ``val/agent_episodes``, ``val/wall_s`` and ``val/cpu_s`` (this process's CPU seconds)."""
     from ..evaluate import evaluate
 
     from ..env.torchrl_env import checked_device
@@ -119,7 +119,7 @@ def run_validation(policy, setting: dict[str, Any], device: str | torch.device =
     modes = [(m, m.training) for m in policy.modules()] if isinstance(policy, torch.nn.Module) else []
     cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
         if device.type == "cuda" else []
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         with torch.random.fork_rng(devices=cuda), torch.no_grad():
             r = evaluate(policy, device=str(device), **setting)
@@ -127,7 +127,7 @@ def run_validation(policy, setting: dict[str, Any], device: str | torch.device =
         for m, training in modes:
             m.train(training)
     out = {"val/lifespan": float(r["lifespan"]), "val/agent_episodes": float(r["agent_episodes"]),
-           "val/wall_s": time.perf_counter() - t0}
+           "val/wall_s": time.perf_counter() - t0, "val/cpu_s": time.process_time() - cpu0}
     if "completion" in r:
         out["val/completion"] = float(r["completion"])
     if "score" in r:
