@@ -85,3 +85,30 @@ def test_docs_sections_named_in_code_exist():
         elif anchor and anchor not in _anchors(dest):
             bad.append(f"{p.relative_to(ROOT)}: docs/{name}#{anchor}: no such heading")
     assert not bad, "\n".join(bad)
+
+
+def _tables(text: str) -> list[str]:
+    """Every Markdown table of ``text``, as its lines joined."""
+    out, cur = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cur.append(line)
+        elif cur:
+            out.append("\n".join(cur))
+            cur = []
+    return out
+
+
+def test_the_zoo_tables_are_the_ones_the_index_and_the_reports_give():
+    """README.md's and docs/zoo.md's zoo table is `zoo_table` of the shipped index and the PvE
+    report it names (docs/results/zoo-pve); docs/zoo.md's PvP table is the PvP report's
+    (docs/results/zoo-pvp): a checkpoint shipped or re-scored without the docs regenerated
+    fails here."""
+    from nmmozoo.ship import zoo_table
+
+    table = zoo_table(ROOT / "docs" / "results" / "zoo-pve")
+    assert table in _tables((ROOT / "README.md").read_text())
+    zoo = _tables((ROOT / "docs" / "zoo.md").read_text())
+    assert table in zoo
+    pvp = _tables((ROOT / "docs" / "results" / "zoo-pvp" / "results.md").read_text())
+    assert len(pvp) == 1 and pvp[0] in zoo
