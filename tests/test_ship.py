@@ -132,3 +132,14 @@ def test_the_cpu_time_is_shown_only_when_every_update_logged_it():
     assert hours_text(entry) == "2.0 h, 1.9 CPU-h"
     assert hours_text({**entry, "cpu_updates": 4}) == "2.0 h"
     assert hours_text({"wall_s": 7200.0, "updates": 10}) == "2.0 h"
+
+
+def test_the_hardware_cell_is_one_text_for_the_table_and_the_cards():
+    """`hardware_text` writes the zoo table's and the model cards' "hardware, wall time" cell."""
+    from nmmozoo.ship import hardware_text
+
+    entry = {"hardware": {"cpu": "AMD EPYC", "cores": 2, "torch_threads": [1, 1, 2]},
+             "wall_s": 9000.0, "updates": 3, "cpu_s": 7200.0, "cpu_updates": 3}
+    assert hardware_text(entry) == "2-core AMD EPYC, 1 then 2 threads, 2.5 h, 2.0 CPU-h"
+    gpu = {**entry, "hardware": {**entry["hardware"], "gpu": "NVIDIA H200"}, "cpu_updates": 2}
+    assert hardware_text(gpu) == "2-core AMD EPYC, 1 then 2 threads, NVIDIA H200, 2.5 h"

@@ -25,7 +25,7 @@ def test_ppo_updates_change_the_policy():
     for i in range(2):
         log, sps = m.update(opt, i)
         assert torch.isfinite(log["loss"]) and sps > 0
-        assert {"entropy", "kl", "clip_fraction", "reward", "alive", "entropy/move", "entropy/buy_item"} <= set(log)
+        assert {"entropy", "kl", "clip_fraction", "reward", "alive", "entropy/move", "entropy/buy_item", "wall_s", "cpu_s"} <= set(log)
     changed = sum(not torch.equal(a, b) for a, b in zip(before, m.policy.parameters()))
     assert changed > len(before) // 2
     m.on_train_end()
@@ -141,6 +141,9 @@ def test_fit_data_parallel_on_cpu(tmp_path):
     rows = list(csv.DictReader(open(next((tmp_path / "run" / "logs").rglob("metrics.csv")))))
     steps = [float(x["train/agent_steps"]) for x in rows if x.get("train/agent_steps")]
     assert steps[-1] == 1024
+    # every update logs its CPU seconds (the ranks' summed by an all-reduce)
+    cpu = [float(x["train/cpu_s"]) for x in rows if x.get("train/cpu_s")]
+    assert len(cpu) == len(steps) and all(c > 0 for c in cpu)
 
 
 @pytest.mark.timeout(900)
@@ -153,6 +156,8 @@ def test_multi_process_collector_trains(tmp_path):
     for i in range(2):
         log, _ = m.update(opt, i)
         assert torch.isfinite(log["loss"])
+        # the workers' CPU time is not the main process's: no CPU figure rather than a short one
+        assert "cpu_s" not in log and log["wall_s"] > 0
     assert m.agent_steps == 2 * 256
     m.on_train_end()
     with pytest.raises(ValueError, match="collector_workers=3 must divide"):

@@ -206,6 +206,14 @@ def hours_text(entry: dict) -> str:
     return text
 
 
+def hardware_text(entry: dict) -> str:
+    """The "hardware, wall time" cell of an index entry, as the zoo table and the model cards
+    write it: ``2-core AMD EPYC, 1 then 2 threads, 2.5 h``."""
+    hw = entry.get("hardware") or {}
+    gpu = f", {hw['gpu']}" if hw.get("gpu") else ""
+    return f"{hw.get('cores', '?')}-core {hw.get('cpu', 'CPU')}, {threads_text(hw)}{gpu}, {hours_text(entry)}"
+
+
 def zoo_table(report: str | Path | None = None, index: dict | None = None) -> str:
     """The zoo's Markdown table: every shipped checkpoint's row from its index entry (budget,
     PvE score ± 95% interval and per category, completion, lifespan, hardware, wall time),
@@ -224,14 +232,12 @@ def zoo_table(report: str | Path | None = None, index: dict | None = None) -> st
     for name, e in index.items():
         if not isinstance(e, dict):
             continue
-        pve, hw = e.get("pve") or {}, e.get("hardware") or {}
+        pve = e.get("pve") or {}
         cats = pve.get("by_category") or {}
-        where = (f"{hw.get('cores', '?')}-core {hw.get('cpu', 'CPU')}, {threads_text(hw)}"
-                 + (f", {hw['gpu']}" if hw.get("gpu") else ""))
         lines.append("| " + " | ".join([f"`{name}` ({e.get('recipe')})", f"{e.get('agent_steps', 0):,}",
                                         pm(pve.get("score")), *[pm(cats.get(c)) for c in CATEGORIES],
                                         pm(pve.get("completion_pct"), "%"), pm(pve.get("lifespan")),
-                                        f"{where}, {hours_text(e)}"]) + " |")
+                                        hardware_text(e)]) + " |")
     if report is not None:
         data = json.loads((Path(report) / "results.json").read_text())
         for p in data["policies"]:

@@ -26,7 +26,7 @@ def pretrained_rows(name: str) -> str:
     """The card's row(s) of the zoo table: each shipped checkpoint of this model
     (``checkpoints/index.yaml``) with its budget, score and hardware."""
     from ..hub import pretrained_index
-    from ..ship import format_pm, hours_text, threads_text
+    from ..ship import format_pm, hardware_text
 
     entries = {k: e for k, e in pretrained_index().items() if isinstance(e, dict) and e.get("model") == name}
     if not entries:
@@ -38,12 +38,10 @@ def pretrained_rows(name: str) -> str:
     lines = ["| checkpoint | recipe | live agent-steps | PvE score | completion | lifespan | hardware, wall time |",
              "|---|---|---:|---:|---:|---:|---|"]
     for k, e in entries.items():
-        pve, hw = e.get("pve") or {}, e.get("hardware") or {}
-        where = f"{hw.get('cores', '?')}-core {hw.get('cpu', '?')}, {threads_text(hw)}" + (
-            f", {hw['gpu']}" if hw.get("gpu") else "")
+        pve = e.get("pve") or {}
         lines.append(f"| `{k}` | {e.get('recipe')} | {e.get('agent_steps', 0):,} | {pm(pve.get('score'))} | "
                      f"{pm(pve.get('completion_pct'), '%')} | {pm(pve.get('lifespan'))} | "
-                     f"{where}, {hours_text(e)} |")
+                     f"{hardware_text(e)} |")
     return "\n".join(lines) + ("\n\nScores: `nmmozoo test` PvE, the 63 held-out tasks on held-out maps, "
                                "± the 95% interval over seeds; setting and the zoo table: docs/zoo.md.")
 

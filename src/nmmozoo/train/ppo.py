@@ -398,6 +398,8 @@ class PPOModule(L.LightningModule):
         log["update"] = index + 1  # 1-based: the row of the logs is this update's
         world = self.trainer.world_size
         log["agent_steps"] = log["agent_steps"] * world
+        if world > 1 and "cpu_s" in log:  # every rank's core time
+            log["cpu_s"] = float(self.trainer.strategy.reduce(torch.tensor(float(log["cpu_s"])), reduce_op="sum"))
         self.log_dict({f"train/{k}": float(v) for k, v in log.items()}, prog_bar=False)
         self.log("agent_steps/s", sps * world, prog_bar=True)
 
@@ -474,10 +476,13 @@ class PPOModule(L.LightningModule):
                     "minibatch_steps": float(steps) / (self.num_minibatches),
                     "env_agent_steps_per_s": int(alive.sum()) / max(t_env, 1e-9),
                     "collected_agent_slots": float(collected),
-                    "train_agent_steps_per_s": steps / max(dt, 1e-9),
-                    # this process's CPU seconds (every thread; rank 0's under DDP): the core
-                    # time the update cost, which a paused or crowded process does not inflate
-                    "wall_s": dt, "cpu_s": time.process_time() - cpu0})
+                    "train_agent_steps_per_s": steps / max(dt, 1e-9), "wall_s": dt})
+        if self.cfg.collector_workers <= 1 and self.env.base_env.workers <= 1:
+            # the process's CPU seconds over every thread: the core time the update cost,
+            # which a paused or crowded process does not inflate (summed over the ranks by
+            # training_step). Collector and env worker processes are not counted by it, so
+            # with them it is not logged rather than logged short
+            log["cpu_s"] = time.process_time() - cpu0
         return log, steps / max(dt, 1e-9)
 
     # --- samples ---------------------------------------------------------------------------------------
