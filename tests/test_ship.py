@@ -143,3 +143,76 @@ def test_the_hardware_cell_is_one_text_for_the_table_and_the_cards():
     assert hardware_text(entry) == "2-core AMD EPYC, 1 then 2 threads, 2.5 h, 2.0 CPU-h"
     gpu = {**entry, "hardware": {**entry["hardware"], "gpu": "NVIDIA H200"}, "cpu_updates": 2}
     assert hardware_text(gpu) == "2-core AMD EPYC, 1 then 2 threads, NVIDIA H200, 2.5 h"
+
+
+@pytest.mark.timeout(600)
+def test_the_run_logs_are_kept_with_the_checkpoint_as_a_run_directory(run, tmp_path, capsys):
+    """--logs_into keeps the CSV logs and run_info.json, so the learning curves can be drawn
+    after the run's machine is gone."""
+    from nmmozoo.report import read_metrics
+
+    ship(run / "run", "kept", into=tmp_path / "c", logs_into=tmp_path / "runs")
+    kept = tmp_path / "runs" / "kept"
+    assert read_metrics(kept) == read_metrics(run / "run")
+    assert (kept / "run_info.json").read_bytes() == (run / "run" / "run_info.json").read_bytes()
+    assert not list(kept.rglob("*.ckpt")) and not list(kept.rglob("*.safetensors"))
+    capsys.readouterr()
+    assert main(["ship", str(run / "run"), "--name", "kept2", "--into", str(tmp_path / "c"),
+                 "--logs_into", str(tmp_path / "runs")]) == 0
+    assert "logs kept in" in capsys.readouterr().out and (tmp_path / "runs" / "kept2" / "run_info.json").is_file()
+
+
+def _docs_copy(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    dst = tmp_path / "repo"
+    (dst / "docs").mkdir(parents=True)
+    shutil.copy(root / "README.md", dst / "README.md")
+    shutil.copy(root / "docs" / "zoo.md", dst / "docs" / "zoo.md")
+    shutil.copytree(root / "models", dst / "models", ignore=shutil.ignore_patterns("*.yaml", "*.py", "__pycache__"))
+    return root, dst
+
+
+def test_the_zoo_docs_are_the_ones_write_zoo_docs_gives(tmp_path):
+    """The shipped zoo's tables and cards are current: rewriting them from the index and the
+    PvE report changes no file (README.md, docs/zoo.md, every models/*.md)."""
+    from nmmozoo.ship import write_zoo_docs
+
+    root, dst = _docs_copy(tmp_path)
+    assert write_zoo_docs(dst, root / "docs" / "results" / "zoo-pve") == []
+    for f in dst.rglob("*.md"):
+        assert f.read_text() == (root / f.relative_to(dst)).read_text()
+
+
+def test_write_zoo_docs_adds_a_new_checkpoint_to_the_tables_and_its_card(tmp_path, capsys):
+    from nmmozoo.hub import pretrained_index
+    from nmmozoo.ship import NO_WEIGHTS, write_zoo_docs
+
+    root, dst = _docs_copy(tmp_path)
+    index = dict(pretrained_index())
+    index["mori_test"] = {**index["jimyhzhu"], "model": "mori", "recipe": "mori", "agent_steps": 123456}
+    report = root / "docs" / "results" / "zoo-pve"
+    changed = write_zoo_docs(dst, report, index=index)
+    assert sorted(f.relative_to(dst).as_posix() for f in changed) == ["README.md", "docs/zoo.md", "models/mori.md"]
+    card = (dst / "models" / "mori.md").read_text()
+    assert NO_WEIGHTS not in card and "| `mori_test` | mori | 123,456 | 10.43 ± 3.05 |" in card
+    assert card.index("**Pretrained.**") < card.index("`mori_test`") < card.index("**Remaining differences")
+    assert "| `mori_test` (mori) | 123,456 | 10.4 ± 3.0 |" in (dst / "README.md").read_text()
+    # the same through the command, from an index file: the card goes back when the entry goes
+    into = tmp_path / "c"
+    into.mkdir()
+    (into / "index.yaml").write_text(yaml.safe_dump(dict(pretrained_index()), sort_keys=False))
+    capsys.readouterr()
+    assert main(["ship", "--docs", str(dst), "--report", str(report), "--into", str(into)]) == 0
+    assert "models/mori.md" in capsys.readouterr().out
+    for f in dst.rglob("*.md"):
+        assert f.read_text() == (root / f.relative_to(dst)).read_text()
+    # a file without its table is named, and nothing is written
+    (dst / "docs" / "zoo.md").write_text("no table here\n")
+    with pytest.raises(ShipError, match="zoo.md: no table"):
+        write_zoo_docs(dst, report, index=index)
+    assert (dst / "README.md").read_text() == (root / "README.md").read_text()
+    assert main(["ship"]) == 2 and "give RUN_DIR" in capsys.readouterr().err
+    assert main(["ship", "--docs", str(dst)]) == 2 and "needs --report" in capsys.readouterr().err

@@ -583,17 +583,36 @@ def _report(a: argparse.Namespace) -> int:
 
 
 def _ship(a: argparse.Namespace) -> int:
-    """``nmmozoo ship``: a finished fit's policy into the zoo's checkpoints and index."""
-    from nmmozoo.ship import ShipError, ship
+    """``nmmozoo ship``: a finished fit's policy into the zoo's checkpoints and index; with
+    --docs, the zoo's tables and cards rewritten from the index."""
+    from nmmozoo.ship import ShipError, ship, write_zoo_docs
 
+    if a.run_dir is None and a.docs is None:
+        return _fail("ship", "give RUN_DIR (a finished fit to ship), --docs ROOT (rewrite the zoo's tables), or both")
+    if a.run_dir is not None and not a.name:
+        return _fail("ship", "--name: required with RUN_DIR (it names the checkpoint)")
+    if a.docs is not None and a.report is None:
+        return _fail("ship", "--docs: needs --report, the PvE report whose floors the zoo table shows")
     try:
-        entry = ship(a.run_dir, a.name, into=a.into, report=a.report, report_name=a.report_name,
-                     replace=a.replace, notes=a.notes)
+        if a.run_dir is not None:
+            entry = ship(a.run_dir, a.name, into=a.into, report=a.report, report_name=a.report_name,
+                         replace=a.replace, notes=a.notes, logs_into=a.logs_into)
+            pve = entry.get("pve", {}).get("score")
+            print(f"shipped {a.name}: {entry['file']} ({entry['bytes'] / 2**20:.1f} MiB, sha256 "
+                  f"{entry['sha256'][:12]}…), {entry['agent_steps']:,} live agent-steps"
+                  + (f", PvE score {pve[0]} ± {pve[1]}" if pve else "")
+                  + (f"; logs kept in {Path(a.logs_into) / a.name}" if a.logs_into else ""))
+        if a.docs is not None:
+            import yaml
+
+            index = None
+            if a.into is not None:
+                idx = Path(a.into) / "index.yaml"
+                index = (yaml.safe_load(idx.read_text()) or {}) if idx.is_file() else {}
+            changed = write_zoo_docs(a.docs, a.report, index=index)
+            print("rewrote " + (", ".join(str(f) for f in changed) if changed else "nothing (the docs were current)"))
     except (ShipError, ValueError, OSError) as e:  # ValueError: a damaged run_info.json, named
         return _fail("ship", str(e))
-    pve = entry.get("pve", {}).get("score")
-    print(f"shipped {a.name}: {entry['file']} ({entry['bytes'] / 2**20:.1f} MiB, sha256 {entry['sha256'][:12]}…), "
-          f"{entry['agent_steps']:,} live agent-steps" + (f", PvE score {pve[0]} ± {pve[1]}" if pve else ""))
     return 0
 
 
@@ -730,14 +749,20 @@ def main(argv: list[str] | None = None) -> int:
                         "and its checkpoints/index.yaml entry)", description="Copy RUN_DIR/policy.safetensors "
                         "to checkpoints/NAME.safetensors (at most 30 MiB) and write its index entry: sha256, "
                         "recipe, model, live agent-steps, commit(s) and hardware (RUN_DIR/run_info.json), wall "
-                        "time (the CSV logs), last validation, and with --report its nmmozoo test score.")
-    sh.add_argument("run_dir", metavar="RUN_DIR")
-    sh.add_argument("--name", required=True, help="the pretrained name (nmmozoo.load_pretrained(NAME))")
+                        "time (the CSV logs), last validation, and with --report its nmmozoo test score. With --docs ROOT (RUN_DIR "
+                        "optional then), rewrite the zoo's tables and model cards from the index and --report.")
+    sh.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None)
+    sh.add_argument("--name", default=None, help="the pretrained name (nmmozoo.load_pretrained(NAME)); "
+                    "required with RUN_DIR")
     sh.add_argument("--report", default=None, metavar="DIR", help="an nmmozoo test --report folder holding its score")
     sh.add_argument("--report_name", default=None, help="its policy's name in that report (default: --name)")
     sh.add_argument("--into", default=None, metavar="DIR", help="checkpoints folder (default: the package's)")
     sh.add_argument("--replace", action="store_true", help="overwrite a shipped file holding other weights")
     sh.add_argument("--notes", default=None)
+    sh.add_argument("--logs_into", default=None, metavar="DIR", help="also keep the run's CSV logs and "
+                    "run_info.json in DIR/NAME (a run directory nmmozoo report reads: docs/results/runs)")
+    sh.add_argument("--docs", default=None, metavar="ROOT", help="rewrite the zoo table of ROOT/README.md and "
+                    "ROOT/docs/zoo.md and the Pretrained section of ROOT/models/*.md from the index and --report")
     sh.set_defaults(func=_ship)
     pr = sub.add_parser("predict", help="play one map with a policy and record a replay (nmmozoo render "
                         "draws it)", description="Play one held-out map with MODEL_OR_RECIPE ('random', "

@@ -135,9 +135,12 @@ def threads_text(hw: dict) -> str:
 
 
 def ship(run_dir: str | Path, name: str, into: str | Path | None = None, report: str | Path | None = None,
-         report_name: str | None = None, replace: bool = False, notes: str | None = None) -> dict[str, Any]:
+         report_name: str | None = None, replace: bool = False, notes: str | None = None,
+         logs_into: str | Path | None = None) -> dict[str, Any]:
     """Copy ``run_dir``'s exported policy into ``into`` (default: the package's checkpoints
-    folder) as ``<name>.safetensors`` and write its index entry; returns the entry."""
+    folder) as ``<name>.safetensors`` and write its index entry; returns the entry. With
+    ``logs_into``, the run's CSV logs and ``run_info.json`` are kept in ``logs_into/<name>/``
+    as a run directory ``nmmozoo report`` reads (the learning curves outlive the machine)."""
     from .train.runinfo import read as read_run_info
 
     if not name or not all(c.isalnum() or c in "_-" for c in name):
@@ -194,7 +197,25 @@ def ship(run_dir: str | Path, name: str, into: str | Path | None = None, report:
     if not dest.exists() or sha256_of(dest) != sha:
         atomic_write(dest, src.read_bytes())
     atomic_write(index_path, (HEADER + yaml.safe_dump(index, sort_keys=False, width=100)).encode())
+    if logs_into is not None:
+        keep_logs(run, Path(logs_into) / name)
     return index[name]
+
+
+def keep_logs(run_dir: str | Path, dest: str | Path) -> list[Path]:
+    """Copy a fit's CSV logs (``logs/version_*/metrics.csv`` and ``hparams.yaml``) and its
+    ``run_info.json`` into ``dest``, laid out as a run directory; each file written whole."""
+    run, dest = Path(run_dir), Path(dest)
+    files = [f for f in sorted(run.glob("logs/version_*/*")) if f.name in ("metrics.csv", "hparams.yaml")]
+    files += [run / "run_info.json"] if (run / "run_info.json").is_file() else []
+    if not any(f.name == "metrics.csv" for f in files):
+        raise ShipError(f"{run}: no logs/version_*/metrics.csv to keep")
+    out = []
+    for f in files:
+        (dest / f.relative_to(run)).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(dest / f.relative_to(run), f.read_bytes())
+        out.append(dest / f.relative_to(run))
+    return out
 
 
 def hours_text(entry: dict) -> str:
@@ -212,6 +233,78 @@ def hardware_text(entry: dict) -> str:
     hw = entry.get("hardware") or {}
     gpu = f", {hw['gpu']}" if hw.get("gpu") else ""
     return f"{hw.get('cores', '?')}-core {hw.get('cpu', 'CPU')}, {threads_text(hw)}{gpu}, {hours_text(entry)}"
+
+
+CARD_NOTE = ("Scores: `nmmozoo test` PvE, the 63 held-out tasks on held-out maps, ± the 95% interval over "
+             "seeds; setting and the zoo table: docs/zoo.md.")
+NO_WEIGHTS = "No pretrained weights ship yet for this model."
+ZOO_HEAD = "| model | live agent-steps | score |"
+
+
+def card_table(model: str, index: dict | None = None) -> str | None:
+    """The "Pretrained" table of ``model``'s card (models/<model>.md): one row per shipped
+    checkpoint of that network; None where none ships."""
+    from .hub import pretrained_index
+
+    index = pretrained_index() if index is None else index
+    rows = [(n, e) for n, e in index.items() if isinstance(e, dict) and e.get("model") == model]
+    if not rows:
+        return None
+    lines = ["| checkpoint | recipe | live agent-steps | PvE score | completion | lifespan | hardware, wall time |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for n, e in rows:
+        pve = e.get("pve") or {}
+        lines.append("| " + " | ".join([f"`{n}`", str(e.get("recipe")), f"{e.get('agent_steps', 0):,}",
+                                        format_pm(pve.get("score"), digits=2),
+                                        format_pm(pve.get("completion_pct"), "%", digits=2),
+                                        format_pm(pve.get("lifespan"), digits=2), hardware_text(e)]) + " |")
+    return "\n".join(lines)
+
+
+def _replace_table(text: str, head: str, table: str, where: str) -> str:
+    lines = text.split("\n")
+    starts = [i for i, line in enumerate(lines) if line.startswith(head)]
+    if len(starts) != 1:
+        raise ShipError(f"{where}: {'no' if not starts else 'more than one'} table starting {head!r}")
+    i = j = starts[0]
+    while j < len(lines) and lines[j].startswith("|"):
+        j += 1
+    return "\n".join(lines[:i] + table.split("\n") + lines[j:])
+
+
+def write_zoo_docs(root: str | Path, report: str | Path, index: dict | None = None) -> list[Path]:
+    """Rewrite the zoo's tables from the index and the PvE report: README.md's and
+    docs/zoo.md's zoo table (:func:`zoo_table`) and the "Pretrained" section of every model
+    card (models/<model>.md, :func:`card_table`). Returns the files that changed; each is
+    written whole. A file without its table or section is an error naming it, before any
+    file is written."""
+    from .hub import pretrained_index
+
+    root = Path(root)
+    index = pretrained_index() if index is None else index
+    table = zoo_table(report, index)
+    new: dict[Path, str] = {}
+    for rel in ("README.md", "docs/zoo.md"):
+        f = root / rel
+        if not f.is_file():
+            raise ShipError(f"{f}: not found (--docs names the repository's root)")
+        new[f] = _replace_table(f.read_text(), ZOO_HEAD, table, str(f))
+    for card in sorted((root / "models").glob("*.md")):
+        text = card.read_text()
+        lines = text.split("\n")
+        if "**Pretrained.**" not in lines:
+            raise ShipError(f"{card}: no '**Pretrained.**' section")
+        i = lines.index("**Pretrained.**")
+        j = next((k for k in range(i + 1, len(lines)) if lines[k].startswith("**")), len(lines))
+        t = card_table(card.stem, index)
+        body = [NO_WEIGHTS] if t is None else [*t.split("\n"), "", CARD_NOTE]
+        new[card] = "\n".join(lines[:i + 1] + ["", *body, ""] + lines[j:])
+    changed = []
+    for f, text in new.items():
+        if text != f.read_text():
+            atomic_write(f, text.encode())
+            changed.append(f)
+    return changed
 
 
 def zoo_table(report: str | Path | None = None, index: dict | None = None) -> str:
