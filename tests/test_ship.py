@@ -215,4 +215,7 @@ def test_write_zoo_docs_adds_a_new_checkpoint_to_the_tables_and_its_card(tmp_pat
         write_zoo_docs(dst, report, index=index)
     assert (dst / "README.md").read_text() == (root / "README.md").read_text()
     assert main(["ship"]) == 2 and "give RUN_DIR" in capsys.readouterr().err
+    (into / "index.yaml").write_text("takeru: [unclosed\n")
+    assert main(["ship", "--docs", str(dst), "--report", str(report), "--into", str(into)]) == 2
+    assert "index.yaml: not readable YAML" in capsys.readouterr().err
     assert main(["ship", "--docs", str(dst)]) == 2 and "needs --report" in capsys.readouterr().err

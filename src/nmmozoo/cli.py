@@ -608,7 +608,12 @@ def _ship(a: argparse.Namespace) -> int:
             index = None
             if a.into is not None:
                 idx = Path(a.into) / "index.yaml"
-                index = (yaml.safe_load(idx.read_text()) or {}) if idx.is_file() else {}
+                try:
+                    index = (yaml.safe_load(idx.read_text()) or {}) if idx.is_file() else {}
+                except yaml.YAMLError as e:
+                    return _fail("ship", f"{idx}: not readable YAML ({str(e).splitlines()[0]})")
+                if not isinstance(index, dict):
+                    return _fail("ship", f"{idx}: expected a mapping of names")
             changed = write_zoo_docs(a.docs, a.report, index=index)
             print("rewrote " + (", ".join(str(f) for f in changed) if changed else "nothing (the docs were current)"))
     except (ShipError, ValueError, OSError) as e:  # ValueError: a damaged run_info.json, named
