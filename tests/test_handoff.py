@@ -37,7 +37,7 @@ def test_save_restore_is_byte_exact_and_the_fit_resumes(packed, tmp_path):
     parts = m["checkpoint"]["parts"]
     assert len(parts) > 1 and all(p["bytes"] <= 64 << 10 for p in parts)
     assert m["checkpoint"]["bytes"] == ckpt.stat().st_size
-    assert m["progress"]["update"] == 1 and m["progress"]["agent_steps"] > 0
+    assert m["progress"]["update"] == 2 and m["progress"]["agent_steps"] > 0  # two updates done
     assert {f["path"] for f in m["files"]} >= {"run_info.json", "logs/version_0/metrics.csv"}
     assert not any(f["path"].startswith("checkpoints") for f in m["files"])
 

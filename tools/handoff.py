@@ -48,13 +48,16 @@ def _sha256(path: Path) -> str:
 
 
 def _last_progress(run_dir: Path) -> dict:
-    """The last logged update of the run (its CSV logs), for the manifest's reader."""
+    """The last logged update of the run (its CSV logs; updates done, 1-based), for the
+    manifest's reader."""
     out: dict = {}
     for f in sorted(run_dir.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])):
         with open(f, newline="") as fh:
             for row in csv.DictReader(fh):
                 if row.get("train/agent_steps"):
-                    out = {"update": int(float(row["step"])), "agent_steps": int(float(row["train/agent_steps"]))}
+                    done = row.get("train/update")  # 1-based (the CSV's step column counts from 0)
+                    out = {"update": int(float(done)) if done else int(float(row["step"])) + 1,
+                           "agent_steps": int(float(row["train/agent_steps"]))}
     return out
 
 
