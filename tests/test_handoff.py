@@ -54,6 +54,19 @@ def test_save_restore_is_byte_exact_and_the_fit_resumes(packed, tmp_path):
     assert s["updates"] == 3 and s["agent_steps"] == 3 * run_summary(root / "run")["agent_steps"] // 2
 
 
+def test_progress_passes_over_a_line_cut_short(packed, tmp_path):
+    """A fit killed mid-write leaves a partial CSV line; the manifest still names the last
+    whole update instead of failing the save."""
+    root, m = packed
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    csv_path = run / "logs" / "version_0" / "metrics.csv"
+    whole = csv_path.read_text()
+    cut = whole.splitlines()[-1].split(",")
+    csv_path.write_text(whole + ",".join(cut[:3]) + ",3.2e")  # cut inside train/agent_steps
+    assert handoff._last_progress(run) == m["progress"] == {"update": 2, "agent_steps": m["progress"]["agent_steps"]}
+
+
 def test_a_damaged_or_missing_part_is_refused_and_nothing_is_written(packed, tmp_path):
     root, m = packed
     bad = tmp_path / "pack"

@@ -49,15 +49,17 @@ def _sha256(path: Path) -> str:
 
 def _last_progress(run_dir: Path) -> dict:
     """The last logged update of the run (its CSV logs; updates done, 1-based), for the
-    manifest's reader."""
+    manifest's reader. Rows without both figures (validation rows) or that do not parse (a
+    line cut short when a fit was killed) are passed over."""
     out: dict = {}
     for f in sorted(run_dir.glob("logs/version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])):
         with open(f, newline="") as fh:
             for row in csv.DictReader(fh):
-                if row.get("train/agent_steps"):
-                    done = row.get("train/update")  # 1-based (the CSV's step column counts from 0)
-                    out = {"update": int(float(done)) if done else int(float(row["step"])) + 1,
+                try:
+                    out = {"update": int(float(row["train/update"])),
                            "agent_steps": int(float(row["train/agent_steps"]))}
+                except (KeyError, TypeError, ValueError):
+                    continue
     return out
 
 
