@@ -111,6 +111,18 @@ def test_a_resumed_fits_thread_counts_are_all_recorded():
     assert _hardware([]) is None
 
 
+def test_a_fit_resumed_on_other_machines_names_each_cpu():
+    """A run carried from machine to machine (handoff/) lists each CPU model once, in the
+    order its starts ran; one CPU stays a string."""
+    from nmmozoo.ship import _hardware, hardware_text
+
+    seg = lambda c: {"machine": {"cpu": c, "cores": 2, "torch_threads": 1}}  # noqa: E731
+    assert _hardware([seg("A"), seg("A")])["cpu"] == "A"
+    hw = _hardware([seg("A"), seg("B"), seg("B"), seg("A")])
+    assert hw["cpu"] == ["A", "B"]
+    assert hardware_text({"hardware": hw, "wall_s": 3600.0, "updates": 1}) == "2-core A and B, 1 thread, 1.0 h"
+
+
 @pytest.mark.timeout(600)
 def test_a_resumed_fits_commits_are_listed_in_the_order_its_starts_ran(run, tmp_path):
     import shutil

@@ -112,10 +112,14 @@ def format_pm(x, unit: str = "", digits: int = 1) -> str:
 
 def _hardware(segments: list[dict]) -> dict | None:
     """The machine of a fit's first start; ``torch_threads`` a list (one per start) where the
-    starts ran with different thread counts."""
+    starts ran with different thread counts, ``cpu`` a list (each model once, in order) where
+    they ran on different CPUs."""
     if not segments:
         return None
     hw = dict(segments[0].get("machine") or {})
+    cpus = list(dict.fromkeys((s.get("machine") or {}).get("cpu") for s in segments))
+    if len(cpus) > 1:
+        hw["cpu"] = cpus
     threads = [(s.get("machine") or {}).get("torch_threads") for s in segments]
     if len(set(threads)) > 1:
         hw["torch_threads"] = threads
@@ -232,7 +236,9 @@ def hardware_text(entry: dict) -> str:
     write it: ``2-core AMD EPYC, 1 then 2 threads, 2.5 h``."""
     hw = entry.get("hardware") or {}
     gpu = f", {hw['gpu']}" if hw.get("gpu") else ""
-    return f"{hw.get('cores', '?')}-core {hw.get('cpu', 'CPU')}, {threads_text(hw)}{gpu}, {hours_text(entry)}"
+    cpu = hw.get("cpu", "CPU")
+    cpu = " and ".join(str(c) for c in cpu) if isinstance(cpu, list) else cpu
+    return f"{hw.get('cores', '?')}-core {cpu}, {threads_text(hw)}{gpu}, {hours_text(entry)}"
 
 
 CARD_NOTE = ("Scores: `nmmozoo test` PvE, the 63 held-out tasks on held-out maps, ± the 95% interval over "
