@@ -1,9 +1,19 @@
-"""Shared helpers: constructed worlds for rule tests."""
+"""Shared helpers: constructed worlds for rule tests; one torch thread per test process."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one test process per core (pyproject's addopts): one torch thread each, and in the
+    # processes the tests start. Two threads per process on as many processes as cores
+    # would oversubscribe every core, and torch slows down several times when its threads
+    # wait on each other
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 from nmmozoo.env import World, make_config
 from nmmozoo.env import constants as C
