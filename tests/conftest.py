@@ -15,6 +15,31 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
+
+def usable_cpus() -> int:
+    """The cores this process may run on: its CPU affinity, under a cgroup CPU quota where one
+    is set (a container's ``cpu.max``)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one test process per usable core, as many as memory allows at 3 GiB each
+    (the heaviest tests' peak)."""
+    n = usable_cpus()
+    try:
+        avail_kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemAvailable:"))
+        n = min(n, max(1, avail_kib // (3 << 20)))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return n
+
 from nmmozoo.env import World, make_config
 from nmmozoo.env import constants as C
 from nmmozoo.env.harvest import list_resources
