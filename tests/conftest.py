@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
+
+from nmmozoo.env import World, make_config
+from nmmozoo.env import constants as C
+from nmmozoo.env.harvest import list_resources
+from nmmozoo.env.terrain import chebyshev_from_center
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # one test process per core (pyproject's addopts): one torch thread each, and in the
@@ -21,7 +27,7 @@ def usable_cpus() -> int:
     is set (a container's ``cpu.max``)."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
-        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
         if quota != "max":
             n = min(n, max(1, -(-int(quota) // int(period))))
     except (OSError, ValueError):
@@ -30,20 +36,17 @@ def usable_cpus() -> int:
 
 
 def pytest_xdist_auto_num_workers(config):
-    """``-n auto``: one test process per usable core, as many as memory allows at 3 GiB each
-    (the heaviest tests' peak)."""
+    """``-n auto``: one test process per usable core, no more than memory allows at an allowance
+    of 3 GiB each (an allowance, not a measured peak)."""
     n = usable_cpus()
     try:
-        avail_kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemAvailable:"))
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        avail_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
         n = min(n, max(1, avail_kib // (3 << 20)))
     except (OSError, StopIteration, ValueError):
         pass
     return n
 
-from nmmozoo.env import World, make_config
-from nmmozoo.env import constants as C
-from nmmozoo.env.harvest import list_resources
-from nmmozoo.env.terrain import chebyshev_from_center
 
 
 class Sandbox:

@@ -53,23 +53,26 @@ def test_a_shipped_checkpoint_is_what_its_entry_says(name):
         assert all((a == b).all() for a, b in zip(again.state_dict().values(), policy.state_dict().values()))
 
 
-# the random policy's scores depend on the world and the seeds alone: evaluated once per world
-# (per test process) and shared by every checkpoint scored in that world
-_RANDOM: dict[str, dict] = {}
+@pytest.fixture(scope="session")
+def random_floor(tmp_path_factory):
+    """The random policy's row of the short evaluation in a preset's world: it depends on the
+    world and the seeds alone, so it is evaluated once per world (per test process) and shared
+    by every checkpoint scored there."""
+    rows: dict[str, dict] = {}
 
+    def floor(preset: str) -> dict:
+        if preset not in rows:
+            report = tmp_path_factory.mktemp(f"random-{preset}")
+            assert main(["test", "random", *SHORT, "--preset", preset, "--report", str(report)]) == 0
+            (rows[preset],) = json.loads((report / "results.json").read_text())["policies"]
+        return rows[preset]
 
-def _random_floor(preset: str, tmp_path_factory) -> dict:
-    if preset not in _RANDOM:
-        report = tmp_path_factory.mktemp(f"random-{preset}")
-        assert main(["test", "random", *SHORT, "--preset", preset, "--report", str(report)]) == 0
-        (row,) = json.loads((report / "results.json").read_text())["policies"]
-        _RANDOM[preset] = row
-    return _RANDOM[preset]
+    return floor
 
 
 @pytest.mark.timeout(2400)
 @pytest.mark.parametrize("name", NAMES)
-def test_a_shipped_checkpoint_beats_untrained_and_random(name, tmp_path, tmp_path_factory):
+def test_a_shipped_checkpoint_beats_untrained_and_random(name, tmp_path, random_floor):
     """`nmmozoo test NAME --ckpt_path NAME` beside NAME untrained and the random policy, on the
     same maps and seeds: the per-seed score differences have a 95% interval above 0."""
     report = tmp_path / "report"
@@ -80,7 +83,7 @@ def test_a_shipped_checkpoint_beats_untrained_and_random(name, tmp_path, tmp_pat
     rows = {p["name"]: p for p in json.loads((report / "results.json").read_text())["policies"]}
     model = INDEX[name]["model"]
     trained = rows[f"{model} ({name})"]
-    floors = {"random": _random_floor(preset, tmp_path_factory), "untrained": rows[f"{model} (untrained)"]}
+    floors = {"random": random_floor(preset), "untrained": rows[f"{model} (untrained)"]}
     for floor, row in floors.items():
         assert row["seeds"] == trained["seeds"]
         diffs = [a - b for a, b in zip(trained["score"]["per_seed"], row["score"]["per_seed"])]
