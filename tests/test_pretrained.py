@@ -3,7 +3,7 @@ checked, is what its entry says (file size, hash, budget), is served by every en
 (`load_pretrained`, `create_policy(pretrained=True)`, `list_models(pretrained=True)`,
 `nmmozoo test NAME --ckpt_path NAME`), and beats the untrained policy and the random policy on
 the held-out tasks and maps by more than the seed interval (the evaluation of docs/zoo.md's
-table with 10 seeds: 6-10 minutes of one core per checkpoint, the random floor once per world)."""
+table with 10 seeds: 6-15 minutes of one core per checkpoint, yaofeng the longest, the random floor once per world)."""
 
 from __future__ import annotations
 
