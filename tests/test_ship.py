@@ -121,6 +121,8 @@ def test_a_fit_resumed_on_other_machines_names_each_cpu():
     hw = _hardware([seg("A"), seg("B"), seg("B"), seg("A")])
     assert hw["cpu"] == ["A", "B"]
     assert hardware_text({"hardware": hw, "wall_s": 3600.0, "updates": 1}) == "2-core A and B, 1 thread, 1.0 h"
+    hw = _hardware([seg("A"), seg("B"), seg("C")])
+    assert hardware_text({"hardware": hw, "wall_s": 3600.0, "updates": 1}) == "2-core A, B and C, 1 thread, 1.0 h"
 
 
 @pytest.mark.timeout(600)

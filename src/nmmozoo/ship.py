@@ -237,7 +237,8 @@ def hardware_text(entry: dict) -> str:
     hw = entry.get("hardware") or {}
     gpu = f", {hw['gpu']}" if hw.get("gpu") else ""
     cpu = hw.get("cpu", "CPU")
-    cpu = " and ".join(str(c) for c in cpu) if isinstance(cpu, list) else cpu
+    if isinstance(cpu, list):  # "A and B", "A, B and C"
+        cpu = " and ".join([", ".join(map(str, cpu[:-1])), str(cpu[-1])]) if len(cpu) > 1 else str(cpu[0])
     return f"{hw.get('cores', '?')}-core {cpu}, {threads_text(hw)}{gpu}, {hours_text(entry)}"
 
 
